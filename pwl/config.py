@@ -1,0 +1,161 @@
+"""The params schema: `params.yaml` is validated once, up front, so every stage fails fast the same way."""
+from pathlib import Path
+from typing import Any, Literal, Optional
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from .errors import PWLError
+from .models import families, parse_model_config
+
+DATASETS = ("fashion-mnist", "cifar10", "cifar100")
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class DataConfig(Section):
+    dataset: Literal[DATASETS] = "fashion-mnist"
+    root: Optional[str] = None  # directory holding the raw files; None = system package, then download
+    download: bool = True  # allowed to download when the files are not found locally
+    val_size: int = Field(5000, gt=0)  # held out from the official training set, for checkpoint selection
+    train_limit: int = Field(0, ge=0)  # 0 = every remaining training image
+    test_limit: int = Field(0, ge=0)  # 0 = the whole test set
+    image_size: int = Field(32, gt=0)  # images are zero-padded (centred) up to this size
+
+
+class AugmentConfig(Section):
+    crop_pad_frac: float = Field(0.125, ge=0, lt=1)  # random crop after reflect padding of size * frac
+    flip: bool = True
+    rotate_deg: float = Field(15.0, ge=0, le=180)
+
+
+class OptimConfig(Section):
+    optimizer: Literal["sgd", "adamw"] = "sgd"
+    lr: float = Field(0.01, gt=0)
+    momentum: float = Field(0.9, ge=0, lt=1)
+    weight_decay: float = Field(5e-4, ge=0)
+    epochs: int = Field(100, gt=0)
+    batch_size: int = Field(64, gt=0)
+    warmup_epochs: float = Field(0.0, ge=0)
+    min_lr: float = Field(1e-5, ge=0)  # cosine ends at min(lr * min_lr_ratio, min_lr), as published
+    min_lr_ratio: float = Field(0.05, ge=0, le=1)
+
+
+class LossConfig(Section):
+    alpha: float = Field(0.4, ge=0, le=1)  # weight of the hard (label) term
+    temperature: float = Field(2.0, gt=0)
+    w_sync: float = Field(1.0, ge=0)
+    w_recon: float = Field(1.0, ge=0)
+    w_cross: float = Field(2.0, ge=0)
+    cross_mode: Literal["random", "all"] = "random"
+    aux_ramp: float = Field(0.0, ge=0, le=1)  # sync/recon/cross weights rise 0 -> 1 over this fraction of steps
+    mixed_bn_stats: Literal["freeze", "update"] = "freeze"  # may mixed passes move the student's BN statistics?
+
+
+class DistillConfig(Section):
+    optim: OptimConfig
+    loss: LossConfig = LossConfig()
+    converter_lr_scale: float = Field(0.2, gt=0)
+    init_student: Literal["random", "scratch"] = "random"  # "scratch": start from the train_student weights
+    select_on: Literal["student", "prefix_mean"] = "prefix_mean"  # validation score that picks the epoch
+
+
+class ArchConfig(Section):
+    teacher: Any
+    student: Any
+    train_teacher: OptimConfig
+    train_student: OptimConfig
+    distill: DistillConfig
+
+    @field_validator("teacher", "student", mode="before")
+    @classmethod
+    def _family(cls, raw):
+        try:
+            return parse_model_config(raw)
+        except PWLError as e:
+            raise ValueError(str(e)) from None
+
+    @model_validator(mode="after")
+    def _pairing(self):
+        t, s = self.teacher, self.student
+        if t.family != s.family:
+            raise ValueError(f"teacher is {t.family!r} but student is {s.family!r}: both must be one family")
+        if t.num_blocks != s.num_blocks:
+            raise ValueError(f"teacher has {t.num_blocks} blocks but student has {s.num_blocks}: "
+                             "block i of one must replace block i of the other, so give both the same count")
+        if t.num_blocks < 2:
+            raise ValueError("PWL needs at least 2 blocks")
+        wider = [i + 1 for i, (a, b) in enumerate(zip(t.block_widths(), s.block_widths())) if b > a]
+        if wider:
+            raise ValueError(f"student is wider than the teacher at block(s) {wider}: "
+                             "make every student width <= the teacher's")
+        if t.family == "vit" and t.patch_size != s.patch_size:
+            raise ValueError("vit teacher and student need the same patch_size (the embedder is swapped with block 1)")
+        return self
+
+
+class EvalConfig(Section):
+    batch_size: int = Field(1000, gt=0)
+
+
+class Params(Section):
+    profile: str = "default"
+    seed: int = 0
+    threads: int = Field(0, ge=0)  # 0 = every core
+    data: DataConfig = DataConfig()
+    augment: AugmentConfig = AugmentConfig()
+    archs: list[str]
+    arch: dict[str, ArchConfig]
+    eval: EvalConfig = EvalConfig()
+
+    @model_validator(mode="after")
+    def _archs(self):
+        missing = [a for a in self.archs if a not in self.arch]
+        if missing:
+            raise ValueError(f"archs lists {missing} but arch has no entry for them (known: {sorted(self.arch)})")
+        size = self.data.image_size
+        for name, a in self.arch.items():
+            for role in ("teacher", "student"):
+                m = getattr(a, role)
+                if m.family == "vgg" and size % 2 ** m.num_blocks:
+                    raise ValueError(f"arch.{name}.{role}: image_size {size} is not divisible by 2^{m.num_blocks} "
+                                     "(VGG max-pools once per block)")
+                if m.family == "vit" and size % m.patch_size:
+                    raise ValueError(f"arch.{name}.{role}: image_size {size} is not divisible by "
+                                     f"patch_size {m.patch_size}")
+        return self
+
+    def for_arch(self, name: str) -> ArchConfig:
+        if name not in self.arch:
+            raise PWLError(f"unknown arch {name!r}", f"use one of {sorted(self.arch)} or add arch.{name} to params.yaml "
+                                                     f"(families: {', '.join(families())})")
+        return self.arch[name]
+
+
+def _format(err: ValidationError, source: str) -> str:
+    lines = []
+    for e in err.errors():
+        where = ".".join(str(p) for p in e["loc"]) or "(top level)"
+        msg = e["msg"].removeprefix("Value error, ")
+        lines.append(f"  {where}: {msg}")
+    return f"invalid params in {source}:\n" + "\n".join(lines)
+
+
+def validate_params(raw: dict, source: str = "params") -> Params:
+    try:
+        return Params.model_validate(raw)
+    except ValidationError as e:
+        raise PWLError(_format(e, source), "edit the values above (see params.yaml comments and README)") from None
+
+
+def load_params(path: str | Path = "params.yaml") -> Params:
+    path = Path(path)
+    if not path.exists():
+        raise PWLError(f"{path} not found", "run from the repository root, where params.yaml lives")
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as e:
+        raise PWLError(f"{path} is not valid YAML: {e}", "fix the syntax") from None
+    return validate_params(raw or {}, str(path))

@@ -1,0 +1,26 @@
+"""Accuracy of loading states, sharing block passes across states with common prefixes."""
+import torch
+
+from .data import Normalizer, Split
+from .mixing import MixedModel, logits_of_all_states
+
+
+@torch.no_grad()
+def state_accuracies(mixed: MixedModel, states: list[str], split: Split, norm: Normalizer,
+                     batch_size: int) -> dict[str, float]:
+    correct = dict.fromkeys(states, 0)
+    for i in range(0, len(split.y), batch_size):
+        x, y = norm(split.x[i:i + batch_size]), split.y[i:i + batch_size]
+        for state, logits in logits_of_all_states(mixed, x, states).items():
+            correct[state] += (logits.argmax(1) == y).sum().item()
+    return {s: c / max(1, len(split.y)) for s, c in correct.items()}
+
+
+def block_bytes(net) -> list[int]:
+    """Bytes of weights (parameters and buffers) per block; embedder counted in block 1, head in block N."""
+    def size(m):
+        return sum(t.numel() * t.element_size() for t in m.state_dict().values())
+    out = [size(b) for b in net.blocks]
+    out[0] += size(net.embed)
+    out[-1] += size(net.head)
+    return out

@@ -1,0 +1,116 @@
+"""The PWL objective, term by term (METHOD.md). Each term is one function; `pwl_loss` adds them up."""
+import random
+from contextlib import contextmanager, nullcontext
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .mixing import MixedModel
+from .states import STUDENT, TEACHER
+
+
+def feature_distance(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """d(a, b) = MSE(a, b) + mean over the batch of (1 - cos(flatten(a), flatten(b)))."""
+    cos = F.cosine_similarity(a.flatten(1), b.flatten(1), dim=1)
+    return F.mse_loss(a, b) + (1 - cos).mean()
+
+
+def hard_loss(z: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    return F.cross_entropy(z, y)
+
+
+def soft_loss(z_student: torch.Tensor, z_teacher: torch.Tensor, temperature: float) -> torch.Tensor:
+    """T^2 * KL(softmax(z_t/T) || softmax(z_s/T)), averaged over the batch."""
+    log_p_s = F.log_softmax(z_student / temperature, dim=1)
+    log_p_t = F.log_softmax(z_teacher / temperature, dim=1)
+    return temperature ** 2 * F.kl_div(log_p_s, log_p_t, reduction="batchmean", log_target=True)
+
+
+def sync_loss(f_s: list, f_t: list, conv) -> torch.Tensor:
+    """Mean over inner boundaries of d(f_s, E(f_t)) + d(f_t, D(f_s))."""
+    terms = [feature_distance(f_s[i], conv.enc[i](f_t[i])) + feature_distance(f_t[i], conv.dec[i](f_s[i]))
+             for i in range(len(conv.enc))]
+    return torch.stack(terms).mean()
+
+
+def recon_loss(f_s: list, f_t: list, conv) -> torch.Tensor:
+    """Mean over inner boundaries of d(f_t, D(E(f_t))) + d(f_s, E(D(f_s))): converters are near-inverse."""
+    terms = [feature_distance(f_t[i], conv.dec[i](conv.enc[i](f_t[i])))
+             + feature_distance(f_s[i], conv.enc[i](conv.dec[i](f_s[i]))) for i in range(len(conv.enc))]
+    return torch.stack(terms).mean()
+
+
+def sample_mixed_state(num_blocks: int, rng: random.Random) -> str:
+    """Half the time one switch point with a random first owner, else i.i.d. per block; never all-S/all-T."""
+    if rng.random() < 0.5:
+        k, first = rng.randint(1, num_blocks - 1), rng.choice((STUDENT, TEACHER))
+        second = TEACHER if first == STUDENT else STUDENT
+        return first * k + second * (num_blocks - k)
+    while True:
+        state = "".join(rng.choice((STUDENT, TEACHER)) for _ in range(num_blocks))
+        if len(set(state)) == 2:
+            return state
+
+
+def cross_random_loss(mixed: MixedModel, state: str, f_s: list, f_t: list, z_t, temperature: float):
+    """KD from the teacher into one mixed state; reuses pure activations up to the first switch point."""
+    switch = next(i for i, o in enumerate(state) if o != state[0])
+    start = (f_t if state[0] == TEACHER else f_s)[switch - 1]
+    return soft_loss(mixed.run_from(start, switch - 1, state[0], state), z_t, temperature)
+
+
+def cross_all_loss(mixed: MixedModel, f_t: list, z_t, y, alpha: float, temperature: float):
+    """For every boundary i, E_i(f_t^i) through student blocks i+1..N: hard + soft, averaged over i."""
+    n, terms = mixed.num_blocks, []
+    for i in range(n - 1):
+        z = mixed.run_from(f_t[i], i, TEACHER, TEACHER * (i + 1) + STUDENT * (n - i - 1))
+        terms.append(alpha * hard_loss(z, y) + (1 - alpha) * soft_loss(z, z_t, temperature))
+    return torch.stack(terms).mean()
+
+
+@contextmanager
+def frozen_bn_stats(module: nn.Module):
+    """Normalise with batch statistics but leave running statistics untouched (momentum 0)."""
+    bns = [m for m in module.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    saved = [m.momentum for m in bns]
+    for m in bns:
+        m.momentum = 0.0
+    try:
+        yield
+    finally:
+        for m, mom in zip(bns, saved):
+            m.momentum = mom
+
+
+def aux_scale(progress: float, ramp: float) -> float:
+    """Weight multiplier of the alignment terms: linear 0 -> 1 over the first `ramp` fraction of training."""
+    return 1.0 if ramp <= 0 else min(1.0, progress / ramp)
+
+
+def pwl_loss(mixed: MixedModel, x, y, cfg, rng: random.Random, progress: float = 1.0):
+    """Total PWL loss and its terms. `cfg` has alpha, temperature, w_sync, w_recon, w_cross, cross_mode,
+    aux_ramp, mixed_bn_stats. The teacher must be frozen and in eval mode."""
+    with torch.no_grad():
+        f_t = mixed.teacher.features(x)
+        z_t = mixed.teacher.head(f_t[-1])
+    f_s = mixed.student.features(x)
+    z_s = mixed.student.head(f_s[-1])
+    conv, T, a = mixed.converters, cfg.temperature, cfg.alpha
+    scale = aux_scale(progress, cfg.aux_ramp)
+    terms = {"hard": a * hard_loss(z_s, y), "soft": (1 - a) * soft_loss(z_s, z_t, T)}
+    if cfg.w_sync and mixed.num_blocks > 1:
+        terms["sync"] = scale * cfg.w_sync * sync_loss(f_s, f_t, conv)
+    if cfg.w_recon and mixed.num_blocks > 1:
+        terms["recon"] = scale * cfg.w_recon * recon_loss(f_s, f_t, conv)
+    if cfg.w_cross and mixed.num_blocks > 1:
+        stats = frozen_bn_stats(mixed.student) if cfg.mixed_bn_stats == "freeze" else nullcontext()
+        with stats:
+            if cfg.cross_mode == "random":
+                state = sample_mixed_state(mixed.num_blocks, rng)
+                cross = cross_random_loss(mixed, state, f_s, f_t, z_t, T)
+            else:
+                cross = cross_all_loss(mixed, f_t, z_t, y, a, T)
+        terms["cross"] = scale * cfg.w_cross * cross
+    total = sum(terms.values())
+    return total, {k: v.detach() for k, v in terms.items()}, z_s

@@ -1,0 +1,46 @@
+"""timm-style registry: family name -> (config schema, builder). A new family is one file + one line."""
+from dataclasses import dataclass
+from typing import Callable
+
+from pydantic import BaseModel
+
+from ..errors import PWLError
+
+
+@dataclass(frozen=True)
+class Family:
+    name: str
+    config: type[BaseModel]  # pydantic schema of the family's options
+    build: Callable  # build(cfg, in_chans, num_classes, img_size) -> BlockNet
+
+
+_FAMILIES: dict[str, Family] = {}
+
+
+def register(name: str, config: type[BaseModel]):
+    def deco(fn):
+        _FAMILIES[name] = Family(name, config, fn)
+        return fn
+
+    return deco
+
+
+def families() -> list[str]:
+    return sorted(_FAMILIES)
+
+
+def get_family(name: str) -> Family:
+    if name not in _FAMILIES:
+        raise PWLError(f"unknown architecture family {name!r}", f"use one of: {', '.join(families())}")
+    return _FAMILIES[name]
+
+
+def parse_model_config(raw: dict) -> BaseModel:
+    """Validate a raw `{family: ..., ...}` dict with its family's schema."""
+    if not isinstance(raw, dict) or "family" not in raw:
+        raise PWLError(f"model config {raw!r} has no 'family'", f"add family: one of {', '.join(families())}")
+    return get_family(raw["family"]).config.model_validate(raw)
+
+
+def build_model(cfg: BaseModel, in_chans: int, num_classes: int, img_size: int):
+    return get_family(cfg.family).build(cfg, in_chans=in_chans, num_classes=num_classes, img_size=img_size)

@@ -1,0 +1,58 @@
+"""What every stage script shares: validated params, thread setup, clear errors, wall time, atomic JSON."""
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+from .config import Params, load_params
+from .errors import PWLError
+from .train import set_threads
+
+_T0 = time.perf_counter()
+
+
+def elapsed() -> float:
+    """Seconds since this stage process started (the stage's wall time, imports included)."""
+    return time.perf_counter() - _T0
+
+
+def write_json(path: Path, obj) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(obj, indent=2, default=float) + "\n")
+    os.replace(tmp, path)
+
+
+def setup(description: str, with_arch: bool = True, roles: tuple[str, ...] = ()) -> tuple[Params, argparse.Namespace]:
+    parser = argparse.ArgumentParser(description=description)
+    if with_arch:
+        parser.add_argument("--arch", required=True, help="an entry of params.yaml `arch`")
+    if roles:
+        parser.add_argument("--role", choices=roles, required=True)
+    parser.add_argument("--params", default="params.yaml")
+    args = parser.parse_args()
+    params = load_params(args.params)
+    if with_arch:
+        params.for_arch(args.arch)
+    set_threads(params.threads)
+    return params, args
+
+
+def main(fn) -> None:
+    """Run a stage; a PWLError becomes a short message and exit status 2, with no traceback."""
+    try:
+        fn()
+    except PWLError as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(2)
+
+
+def log_epoch(live, rec: dict) -> None:
+    """One DVCLive step per epoch: every number of the epoch record."""
+    for k, v in rec.items():
+        if k != "epoch":
+            live.log_metric(k, v)
+    live.next_step()

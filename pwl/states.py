@@ -1,0 +1,56 @@
+"""Loading states: masks over blocks written as strings, 'T' = teacher block, 'S' = student block.
+
+The first character is block 1 (input side). The embedder belongs to block 1's owner, the head to block N's.
+"""
+import itertools
+import re
+
+from .errors import PWLError
+
+TEACHER, STUDENT = "T", "S"
+
+
+def parse_state(text: str, num_blocks: int) -> str:
+    s = str(text).strip().upper()
+    if len(s) != num_blocks or not re.fullmatch(r"[ST]+", s):
+        raise PWLError(f"loading state {text!r} is not a string of {num_blocks} letters S/T",
+                       f"write one letter per block, input side first, e.g. {'T' + 'S' * (num_blocks - 1)}")
+    return s
+
+
+def all_states(num_blocks: int) -> list[str]:
+    """All 2^N states in lexicographic order (S < T), so states sharing a prefix are adjacent."""
+    return ["".join(p) for p in itertools.product((STUDENT, TEACHER), repeat=num_blocks)]
+
+
+def prefix_order(num_blocks: int) -> list[str]:
+    """Teacher blocks load from the input side: SSSS, TSSS, ..., TTTT."""
+    return [TEACHER * k + STUDENT * (num_blocks - k) for k in range(num_blocks + 1)]
+
+
+def suffix_order(num_blocks: int) -> list[str]:
+    """Teacher blocks load from the output side: SSSS, SSST, ..., TTTT."""
+    return [STUDENT * (num_blocks - k) + TEACHER * k for k in range(num_blocks + 1)]
+
+
+def label(state: str) -> str:
+    """student / teacher / prefix / suffix / contiguous (one inner run of T) / other."""
+    if set(state) == {STUDENT}:
+        return "student"
+    if set(state) == {TEACHER}:
+        return "teacher"
+    if re.fullmatch(r"T+S+", state):
+        return "prefix"
+    if re.fullmatch(r"S+T+", state):
+        return "suffix"
+    if re.fullmatch(r"S+T+S+", state):
+        return "contiguous"
+    return "other"
+
+
+def is_order(states: list[str]) -> bool:
+    """A valid loading order adds exactly one teacher block per step, from all-S to all-T."""
+    if not states or set(states[0]) != {STUDENT} or set(states[-1]) != {TEACHER}:
+        return False
+    return all(sum(a != b for a, b in zip(x, y)) == 1 and y.count(TEACHER) == x.count(TEACHER) + 1
+               for x, y in zip(states, states[1:]))

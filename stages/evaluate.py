@@ -1,0 +1,42 @@
+"""Stage `evaluate@arch`: accuracy of every one of the 2^N loading states on val and test, plus block sizes."""
+import pandas as pd
+
+from pwl import paths
+from pwl.build import load_trained_mixed
+from pwl.data import Normalizer, load_prepared
+from pwl.evaluation import block_bytes, state_accuracies
+from pwl.stage import elapsed, main, setup, write_json
+from pwl.states import TEACHER, all_states, label, prefix_order, suffix_order
+
+
+def run():
+    params, args = setup(__doc__)
+    cfg = params.for_arch(args.arch)
+    ds = load_prepared(paths.DATA)
+    norm = Normalizer(ds.manifest["mean"], ds.manifest["std"])
+    mixed = load_trained_mixed(args.arch, cfg, ds)
+    states = all_states(mixed.num_blocks)
+    acc = {split: state_accuracies(mixed, states, getattr(ds, split), norm, params.eval.batch_size)
+           for split in ("val", "test")}
+    table = pd.DataFrame({"state": states, "label": [label(s) for s in states],
+                          "teacher_blocks": [s.count(TEACHER) for s in states],
+                          "val_acc": [acc["val"][s] for s in states], "test_acc": [acc["test"][s] for s in states]})
+    paths.states_table(args.arch).parent.mkdir(parents=True, exist_ok=True)
+    table.to_csv(paths.states_table(args.arch), index=False, float_format="%.5f")
+    test = acc["test"]
+    prefix, suffix = prefix_order(mixed.num_blocks), suffix_order(mixed.num_blocks)
+    steps = [test[b] - test[a] for a, b in zip(prefix, prefix[1:])]
+    write_json(paths.metrics(args.arch, "eval"), {
+        "num_blocks": mixed.num_blocks, "all_student_test": test[prefix[0]], "all_teacher_test": test[prefix[-1]],
+        "prefix_test": {s: test[s] for s in prefix}, "suffix_test": {s: test[s] for s in suffix},
+        "prefix_mean_test": sum(test[s] for s in prefix) / len(prefix),
+        "prefix_worst_dip": min(0.0, min(steps)),
+        "teacher_params": sum(p.numel() for p in mixed.teacher.parameters()),
+        "student_params": sum(p.numel() for p in mixed.student.parameters()),
+        "converter_params": sum(p.numel() for p in mixed.converters.parameters()),
+        "teacher_block_bytes": block_bytes(mixed.teacher), "student_block_bytes": block_bytes(mixed.student),
+        "wall_s": elapsed()})
+
+
+if __name__ == "__main__":
+    main(run)
