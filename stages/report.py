@@ -1,1 +1,41 @@
-"""placeholder"""
+"""Stage `report`: reports/README.md, figures and tables, from the pipeline's metrics, tables and curves."""
+from pathlib import Path
+
+from pwl import paths
+from pwl.env import environment
+from pwl.report import figures, markdown, tables
+from pwl.stage import main, setup
+
+REFERENCE = Path("reference/paper_loading_orders.csv")
+
+
+def run():
+    params, _ = setup(__doc__, with_arch=False)
+    fig_dir, tab_dir = paths.REPORTS / "figures", paths.REPORTS / "tables"
+    fig_dir.mkdir(parents=True, exist_ok=True)
+    tab_dir.mkdir(parents=True, exist_ok=True)
+    summary = tables.summary(params.archs)
+    summary.to_csv(tab_dir / "summary.csv", index=False, float_format="%.3f")
+    per_arch, paper, curves = {}, {}, {}
+    for arch, row in zip(params.archs, summary.itertuples()):
+        orders, ev = tables.orders(arch), tables.read_json(paths.metrics(arch, "eval"))
+        orders.to_csv(tab_dir / f"orders_{arch}.csv", index=False, float_format="%.3f")
+        figures.loading_orders(orders, row.teacher, row.scratch_student, arch, fig_dir / f"{arch}_loading.png")
+        per_arch[arch] = {**ev, "orders": orders, "states": tables.states(arch)}
+        family = params.arch[arch].teacher.family
+        ref = tables.paper_mapped(REFERENCE, family, ev["num_blocks"])
+        ref.to_csv(tab_dir / f"paper_{arch}.csv", index=False)
+        gains = {c: ref[ref.paper_order == "TTTT"][c].iloc[0] - ref[ref.paper_order == "SSSS"][c].iloc[0]
+                 for c in ("cifar10", "cifar100")}
+        paper[arch] = {"table": ref, "paper_gain": gains, "our_gain": row.pwl_all_T - row.pwl_all_S}
+        curves[arch] = {role: tables.curve(arch, role) for role in ("teacher", "student", "pwl")}
+    figures.training_curves(curves, fig_dir / "training_curves.png")
+    walls = tables.wall_times(params.archs)
+    walls.to_csv(tab_dir / "wall_times.csv", index=False, float_format="%.1f")
+    text = markdown.build(params, environment(), summary, per_arch, walls, paper)
+    (paths.REPORTS / "README.md").write_text(text)
+    print(summary.to_string(index=False))
+
+
+if __name__ == "__main__":
+    main(run)

@@ -1,0 +1,82 @@
+"""Tables for the report, computed only from files the pipeline wrote (metrics JSON, states CSV, DVCLive TSV)."""
+import json
+from pathlib import Path
+
+import pandas as pd
+
+from .. import paths
+from ..states import prefix_order, suffix_order
+
+# What the default profile must show (issue #2): the phenomenon of the paper, per arch.
+MIN_TEACHER_GAP = 1.0  # teacher beats the scratch student by at least this many points
+MAX_STUDENT_DEFICIT = 1.0  # the PWL all-S state is at most this many points below the scratch student
+MAX_PREFIX_DIP = 0.5  # a drop larger than this along the prefix order is reported
+
+
+def read_json(path: Path) -> dict:
+    return json.loads(Path(path).read_text())
+
+
+def arch_results(arch: str) -> dict:
+    return {role: read_json(paths.metrics(arch, role)) for role in ("teacher", "student", "pwl", "eval")}
+
+
+def summary(archs: list[str]) -> pd.DataFrame:
+    """One row per arch: the three criteria of the default profile, in test accuracy points."""
+    rows = []
+    for arch in archs:
+        r = arch_results(arch)
+        t, s, ev = 100 * r["teacher"]["test_acc"], 100 * r["student"]["test_acc"], r["eval"]
+        all_s, all_t = 100 * ev["all_student_test"], 100 * ev["all_teacher_test"]
+        prefix = [100 * v for v in ev["prefix_test"].values()]
+        dip = min(0.0, min(b - a for a, b in zip(prefix, prefix[1:])))
+        rows.append({"arch": arch, "teacher": t, "scratch_student": s, "teacher_gap": t - s,
+                     "pwl_all_S": all_s, "pwl_vs_scratch": all_s - s, "pwl_all_T": all_t,
+                     "prefix_worst_dip": dip, "prefix_mean": sum(prefix) / len(prefix),
+                     "gap_ok": t - s >= MIN_TEACHER_GAP, "student_ok": all_s - s >= -MAX_STUDENT_DEFICIT,
+                     "prefix_ok": dip >= -MAX_PREFIX_DIP})
+    return pd.DataFrame(rows)
+
+
+def states(arch: str) -> pd.DataFrame:
+    df = pd.read_csv(paths.states_table(arch), dtype={"state": str})
+    df[["val_acc", "test_acc"]] *= 100
+    return df
+
+
+def orders(arch: str) -> pd.DataFrame:
+    """Prefix and suffix orders side by side, indexed by the number of teacher blocks loaded."""
+    df = states(arch).set_index("state")
+    n = len(df.index[0])
+    return pd.DataFrame({"teacher_blocks": range(n + 1),
+                         "prefix_state": prefix_order(n), "prefix_test_acc": df.loc[prefix_order(n), "test_acc"].values,
+                         "suffix_state": suffix_order(n), "suffix_test_acc": df.loc[suffix_order(n), "test_acc"].values})
+
+
+def wall_times(archs: list[str]) -> pd.DataFrame:
+    rows = [{"stage": "prepare", "wall_s": read_json(paths.METRICS / "prepare.json")["wall_s"]}]
+    for arch in archs:
+        for role, stage in (("teacher", "train_teacher"), ("student", "train_student"), ("pwl", "distill"),
+                            ("eval", "evaluate")):
+            rows.append({"stage": f"{stage}@{arch}", "wall_s": read_json(paths.metrics(arch, role))["wall_s"]})
+    return pd.DataFrame(rows)
+
+
+def curve(arch: str, role: str, metric: str = "val/score") -> pd.DataFrame:
+    """A DVCLive per-epoch series (step 0 = epoch 1)."""
+    tsv = paths.live_dir(arch, role) / "plots" / "metrics" / f"{metric}.tsv"
+    return pd.read_csv(tsv, sep="\t")
+
+
+def paper_mapped(reference_csv: Path, family: str, num_blocks: int) -> pd.DataFrame:
+    """Published 4-position orders mapped onto N blocks: k of 4 teacher positions -> round(k * N / 4) blocks
+    loaded from the same side (prefix: input side; suffix: output side)."""
+    ref = pd.read_csv(reference_csv)
+    rows = []
+    for table in ("prefix", "suffix"):
+        part = ref[ref["table"] == table]
+        for _, r in part.iterrows():
+            k = r["order"].count("T")
+            rows.append({"table": table, "paper_order": r["order"], "teacher_blocks": round(k * num_blocks / 4),
+                         **{c.split("_", 1)[1]: r[c] for c in ref.columns if c.startswith(family + "_")}})
+    return pd.DataFrame(rows)

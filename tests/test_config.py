@@ -1,0 +1,148 @@
+"""params.yaml schema: valid inputs pass, every bad input fails fast with a specific message."""
+import copy
+from pathlib import Path
+
+import pytest
+
+from pwl.config import Params, load_params, validate_params
+from pwl.errors import PWLError
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def minimal() -> dict:
+    return {"archs": ["v"],
+            "arch": {"v": {"teacher": {"family": "vgg", "widths": [8, 16], "depths": [2, 2]},
+                           "student": {"family": "vgg", "widths": [4, 8], "depths": [1, 1]},
+                           "train_teacher": {}, "train_student": {}, "distill": {"optim": {}}}}}
+
+
+VIT = {"teacher": {"family": "vit", "patch_size": 8, "dim": 16, "heads": 2, "depths": [2, 2]},
+       "student": {"family": "vit", "patch_size": 8, "dim": 8, "heads": 2, "depths": [1, 1]},
+       "train_teacher": {}, "train_student": {}, "distill": {"optim": {}}}
+
+
+def test_minimal_params_validate_with_defaults():
+    p = validate_params(minimal())
+    assert isinstance(p, Params)
+    a = p.for_arch("v")
+    assert a.teacher.family == "vgg" and a.student.depths == (1, 1)
+    assert p.data.dataset == "fashion-mnist" and p.data.image_size == 32
+    d = a.distill
+    assert (d.optim.optimizer, d.optim.lr, d.optim.momentum, d.optim.weight_decay, d.optim.epochs,
+            d.optim.batch_size) == ("sgd", 0.01, 0.9, 5e-4, 100, 64)
+    assert (d.loss.alpha, d.loss.temperature, d.loss.w_sync, d.loss.w_recon, d.loss.w_cross,
+            d.loss.cross_mode) == (0.4, 2.0, 1.0, 1.0, 2.0, "random")
+    assert d.converter_lr_scale == 0.2
+
+
+def test_vit_params_validate():
+    raw = minimal()
+    raw["archs"] = ["v", "t"]
+    raw["arch"]["t"] = copy.deepcopy(VIT)
+    p = validate_params(raw)
+    assert p.for_arch("t").student.block_widths() == [8, 8]
+
+
+def _set(path: str, value):
+    def edit(raw):
+        *parents, last = path.split(".")
+        node = raw
+        for k in parents:
+            node = node.setdefault(k, {})
+        node[last] = value
+    return edit
+
+
+def _vit(edit=None):
+    def apply(raw):
+        raw["arch"]["v"] = copy.deepcopy(VIT)
+        if edit:
+            edit(raw)
+    return apply
+
+
+BAD = [
+    ("unknown family", _set("arch.v.teacher.family", "alexnet"), "unknown architecture family 'alexnet'"),
+    ("mixed families", _set("arch.v.student", {"family": "resnet", "widths": [4, 8], "depths": [1, 1]}),
+     "both must be one family"),
+    ("unknown dataset", _set("data.dataset", "mnist"), "data.dataset"),
+    ("unknown dataset message", _set("data.dataset", "mnist"), "'fashion-mnist', 'cifar10' or 'cifar100'"),
+    ("zero epochs", _set("arch.v.train_teacher.epochs", 0), "train_teacher.epochs: Input should be greater than 0"),
+    ("negative epochs", _set("arch.v.distill.optim.epochs", -3), "distill.optim.epochs: Input should be greater than 0"),
+    ("zero lr", _set("arch.v.train_student.lr", 0), "train_student.lr: Input should be greater than 0"),
+    ("negative lr", _set("arch.v.train_student.lr", -0.1), "train_student.lr: Input should be greater than 0"),
+    ("zero batch", _set("arch.v.train_teacher.batch_size", 0), "batch_size: Input should be greater than 0"),
+    ("negative w_sync", _set("arch.v.distill.loss.w_sync", -1), "w_sync: Input should be greater than or equal to 0"),
+    ("negative w_recon", _set("arch.v.distill.loss.w_recon", -1), "w_recon: Input should be greater than or equal"),
+    ("negative w_cross", _set("arch.v.distill.loss.w_cross", -0.5), "w_cross: Input should be greater than or equal"),
+    ("alpha > 1", _set("arch.v.distill.loss.alpha", 1.5), "alpha: Input should be less than or equal to 1"),
+    ("alpha < 0", _set("arch.v.distill.loss.alpha", -0.1), "alpha: Input should be greater than or equal to 0"),
+    ("zero temperature", _set("arch.v.distill.loss.temperature", 0), "temperature: Input should be greater than 0"),
+    ("negative temperature", _set("arch.v.distill.loss.temperature", -2), "temperature: Input should be greater"),
+    ("block counts", _set("arch.v.student", {"family": "vgg", "widths": [4, 8, 8], "depths": [1, 1, 1]}),
+     "teacher has 2 blocks but student has 3"),
+    ("widths vs depths", _set("arch.v.teacher.depths", [2]), "widths has 2 entries but depths has 1"),
+    ("single block", lambda r: r["arch"]["v"].update(
+        teacher={"family": "vgg", "widths": [8], "depths": [2]}, student={"family": "vgg", "widths": [4], "depths": [1]}),
+     "at least 2 blocks"),
+    ("student wider", _set("arch.v.student.widths", [4, 32]), "student is wider than the teacher at block(s) [2]"),
+    ("vit student wider", _vit(_set("arch.v.student.dim", 32)), "student is wider than the teacher at block(s) [1, 2]"),
+    ("vit patch mismatch", _vit(_set("arch.v.student.patch_size", 4)), "same patch_size"),
+    ("vit heads", _vit(_set("arch.v.teacher.heads", 3)), "dim 16 is not divisible by heads 3"),
+    ("vit image/patch", _vit(_set("data.image_size", 36)), "image_size 36 is not divisible by patch_size 8"),
+    ("vgg image/2^N", _set("data.image_size", 30), "image_size 30 is not divisible by 2^2"),
+    ("vgg deep image/2^N", lambda r: r["arch"]["v"].update(
+        teacher={"family": "vgg", "widths": [8] * 6, "depths": [1] * 6},
+        student={"family": "vgg", "widths": [4] * 6, "depths": [1] * 6}), "not divisible by 2^6"),
+    ("unknown top key", _set("epochs", 3), "epochs: Extra inputs are not permitted"),
+    ("unknown loss key", _set("arch.v.distill.loss.beta", 3), "beta: Extra inputs are not permitted"),
+    ("unknown model key", _set("arch.v.teacher.kernel", 5), "kernel"),
+    ("archs without entry", _set("archs", ["v", "w"]), "archs lists ['w'] but arch has no entry"),
+    ("cross_mode", _set("arch.v.distill.loss.cross_mode", "prefix"), "cross_mode: Input should be 'random' or 'all'"),
+    ("bn stats", _set("arch.v.distill.loss.mixed_bn_stats", "drift"), "mixed_bn_stats"),
+    ("optimizer", _set("arch.v.train_teacher.optimizer", "adam"), "optimizer: Input should be 'sgd' or 'adamw'"),
+    ("val_size", _set("data.val_size", 0), "val_size: Input should be greater than 0"),
+    ("missing archs", lambda r: r.pop("archs"), "archs: Field required"),
+    ("missing distill optim", _set("arch.v.distill", {}), "optim: Field required"),
+]
+
+
+@pytest.mark.parametrize("name,edit,needle", BAD, ids=[b[0] for b in BAD])
+def test_bad_params(name, edit, needle):
+    raw = minimal()
+    edit(raw)
+    with pytest.raises(PWLError) as err:
+        validate_params(raw, "test.yaml")
+    assert needle in str(err.value), str(err.value)
+    assert "invalid params in test.yaml" in str(err.value)
+
+
+def test_unknown_arch_lookup():
+    p = validate_params(minimal())
+    with pytest.raises(PWLError, match="unknown arch 'nope'"):
+        p.for_arch("nope")
+
+
+def test_params_are_frozen():
+    p = validate_params(minimal())
+    with pytest.raises(Exception):
+        p.seed = 3
+
+
+def test_repo_params_yaml_validates():
+    p = load_params(REPO / "params.yaml")
+    assert p.archs and all(p.for_arch(a).teacher.num_blocks == p.for_arch(a).student.num_blocks for a in p.archs)
+
+
+def test_load_params_file_errors(tmp_path):
+    with pytest.raises(PWLError, match="not found"):
+        load_params(tmp_path / "missing.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("archs: [v\n  : :")
+    with pytest.raises(PWLError, match="not valid YAML"):
+        load_params(bad)
+    empty = tmp_path / "empty.yaml"
+    empty.write_text("")
+    with pytest.raises(PWLError, match="archs: Field required"):
+        load_params(empty)

@@ -1,0 +1,217 @@
+"""The PWL objective term by term."""
+import copy
+import math
+import random
+
+import pytest
+import torch
+from torch import nn
+
+from conftest import batch, make_mixed
+from pwl.build import freeze
+from pwl.config import LossConfig
+from pwl.losses import (aux_scale, cross_all_loss, cross_random_loss, feature_distance, frozen_bn_stats, hard_loss,
+                        pwl_loss, sample_mixed_state, soft_loss, sync_loss)
+
+ALL_TERMS = {"hard", "soft", "sync", "recon", "cross"}
+
+
+def _bn_stats(module):
+    return {k: v.clone() for k, v in module.state_dict().items() if "running_" in k}
+
+
+# ------------------------------------------------------------------ distances and KD terms
+
+@pytest.mark.parametrize("shape", [(3, 4, 5, 5), (3, 7, 6)])
+def test_feature_distance(shape):
+    torch.manual_seed(0)
+    a = torch.randn(*shape)
+    assert abs(feature_distance(a, a.clone()).item()) < 1e-6
+    assert feature_distance(a, a + 0.1 * torch.randn(*shape)).item() > 1e-4
+    assert feature_distance(a, 2 * a).item() == pytest.approx(a.pow(2).mean().item(), rel=1e-4)  # cos = 1
+    assert feature_distance(a, -a).item() == pytest.approx(4 * a.pow(2).mean().item() + 2, rel=1e-4)  # cos = -1
+
+
+def test_feature_distance_formula():
+    a = torch.tensor([[1.0, 0.0], [1.0, 1.0]])
+    b = torch.tensor([[0.0, 1.0], [1.0, 1.0]])
+    mse = (1 + 1 + 0 + 0) / 4
+    cos_term = ((1 - 0) + (1 - 1)) / 2
+    assert feature_distance(a, b).item() == pytest.approx(mse + cos_term)
+
+
+def test_soft_loss_zero_and_positive():
+    torch.manual_seed(0)
+    z = torch.randn(4, 6)
+    assert abs(soft_loss(z, z.clone(), 2.0).item()) < 1e-6
+    assert soft_loss(z, z + 5.0, 2.0).abs().item() < 1e-5  # shift-invariant softmax
+    assert soft_loss(z, torch.randn(4, 6), 2.0).item() > 1e-3
+
+
+def test_soft_loss_hand_computed():
+    z_s = [[1.0, 2.0, 3.0], [0.0, 0.0, 0.0]]
+    z_t = [[3.0, 2.0, 1.0], [1.0, 0.0, 0.0]]
+    T = 2.0
+
+    def softmax(v):
+        e = [math.exp(u / T) for u in v]
+        return [u / sum(e) for u in e]
+
+    kl = sum(sum(pt * math.log(pt / ps) for pt, ps in zip(softmax(t), softmax(s))) for s, t in zip(z_s, z_t))
+    expected = T ** 2 * kl / len(z_s)
+    got = soft_loss(torch.tensor(z_s), torch.tensor(z_t), T).item()
+    assert got == pytest.approx(expected, rel=1e-5)
+    # the direction matters: KL(p_t || p_s), not KL(p_s || p_t)
+    reverse = T ** 2 * sum(sum(ps * math.log(ps / pt) for pt, ps in zip(softmax(t), softmax(s)))
+                           for s, t in zip(z_s, z_t)) / len(z_s)
+    assert abs(reverse - expected) > 1e-3
+
+
+def test_hard_loss_is_cross_entropy():
+    z, y = torch.tensor([[2.0, 0.0]]), torch.tensor([0])
+    assert hard_loss(z, y).item() == pytest.approx(-math.log(math.exp(2) / (math.exp(2) + 1)), rel=1e-6)
+
+
+def test_sync_loss_zero_when_converters_map_exactly():
+    torch.manual_seed(0)
+    f_t = [torch.randn(2, 8, 4, 4), torch.randn(2, 12, 2, 2)]
+    conv = make_mixed("vgg", same_width=True).converters  # identity converters at 2 inner boundaries
+    assert abs(sync_loss([f.clone() for f in f_t], f_t, conv).item()) < 1e-6
+    assert sync_loss([f + 1 for f in f_t], f_t, conv).item() > 0.5
+
+
+# ------------------------------------------------------------------ mixed-state sampling
+
+@pytest.mark.parametrize("n", [2, 3, 4, 6])
+def test_sample_mixed_state_never_pure(n):
+    rng = random.Random(0)
+    draws = [sample_mixed_state(n, rng) for _ in range(2000)]
+    assert all(len(s) == n and set(s) == {"S", "T"} for s in draws)
+    switches = [sum(a != b for a, b in zip(s, s[1:])) for s in draws]
+    assert 1 in switches
+    if n >= 3:
+        assert any(k > 1 for k in switches)
+        assert sum(k == 1 for k in switches) > len(draws) / 2  # half single-switch by design, plus i.i.d. ones
+    assert {s[0] for s in draws} == {"S", "T"}
+    if n <= 4:
+        assert set(draws) == {"".join(p) for p in __import__("itertools").product("ST", repeat=n)} - {"S" * n, "T" * n}
+
+
+def test_sample_mixed_state_is_reproducible():
+    a = [sample_mixed_state(5, random.Random(3)) for _ in range(1)]
+    b = [sample_mixed_state(5, random.Random(3)) for _ in range(1)]
+    assert a == b
+
+
+# ------------------------------------------------------------------ cross terms against the mixed model
+
+def test_cross_random_matches_mixed_forward(family):
+    m = make_mixed(family).eval()
+    freeze(m.teacher)
+    x, _ = batch(family)
+    with torch.no_grad():
+        f_s, f_t = m.student.features(x), m.teacher.features(x)
+        z_t = m.teacher.head(f_t[-1])
+        for state in ["TSS", "STT", "TST", "SST", "STS"]:
+            got = cross_random_loss(m, state, f_s, f_t, z_t, 2.0)
+            assert torch.allclose(got, soft_loss(m(x, state), z_t, 2.0), atol=1e-5), state
+
+
+def test_cross_all_matches_mixed_forward(family):
+    m = make_mixed(family).eval()
+    x, y = batch(family)
+    with torch.no_grad():
+        f_t = m.teacher.features(x)
+        z_t = m.teacher.head(f_t[-1])
+        got = cross_all_loss(m, f_t, z_t, y, 0.4, 2.0)
+        terms = [0.4 * hard_loss(m(x, s), y) + 0.6 * soft_loss(m(x, s), z_t, 2.0) for s in ("TSS", "TTS")]
+        assert torch.allclose(got, torch.stack(terms).mean(), atol=1e-5)
+
+
+# ------------------------------------------------------------------ the total
+
+@pytest.mark.parametrize("mode", ["random", "all"])
+def test_pwl_loss_terms_and_backward(family, mode):
+    m = make_mixed(family)
+    freeze(m.teacher)
+    m.student.train()
+    m.converters.train()
+    x, y = batch(family)
+    cfg = LossConfig(cross_mode=mode)
+    total, terms, z_s = pwl_loss(m, x, y, cfg, random.Random(0))
+    assert set(terms) == ALL_TERMS
+    assert all(torch.isfinite(v) and v.item() >= -1e-6 for v in terms.values())
+    assert all(not v.requires_grad for v in terms.values())
+    assert total.item() == pytest.approx(sum(v.item() for v in terms.values()), rel=1e-5)
+    assert z_s.shape == (len(y), 5)
+    total.backward()
+    assert all(p.grad is None for p in m.teacher.parameters())
+    assert all(p.grad is not None for p in m.student.parameters())
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in m.converters.parameters())
+
+
+def test_pwl_loss_weights_and_ramp():
+    m = make_mixed("vgg")
+    freeze(m.teacher)
+    x, y = batch("vgg")
+    _, terms, _ = pwl_loss(m, x, y, LossConfig(w_sync=0, w_cross=0), random.Random(0))
+    assert set(terms) == {"hard", "soft", "recon"}
+    _, terms, _ = pwl_loss(m, x, y, LossConfig(alpha=1.0), random.Random(0))
+    assert terms["soft"].item() == 0
+    _, early, _ = pwl_loss(m, x, y, LossConfig(aux_ramp=0.5), random.Random(0), progress=0.0)
+    assert early["sync"].item() == early["recon"].item() == early["cross"].item() == 0
+    assert early["hard"].item() > 0
+    assert aux_scale(0.25, 0.5) == 0.5 and aux_scale(0.9, 0.5) == 1.0 and aux_scale(0.0, 0.0) == 1.0
+
+
+def test_pwl_loss_hard_soft_match_definitions():
+    m = make_mixed("resnet")
+    freeze(m.teacher)
+    m.student.eval()
+    x, y = batch("resnet")
+    cfg = LossConfig(alpha=0.3, temperature=3.0)
+    _, terms, z_s = pwl_loss(m, x, y, cfg, random.Random(0))
+    with torch.no_grad():
+        z_t = m.teacher(x)
+        assert torch.equal(z_s, m.student(x))
+    assert terms["hard"].item() == pytest.approx(0.3 * hard_loss(z_s, y).item(), rel=1e-5)
+    assert terms["soft"].item() == pytest.approx(0.7 * soft_loss(z_s, z_t, 3.0).item(), rel=1e-5)
+
+
+# ------------------------------------------------------------------ BN statistics of mixed passes
+
+def test_frozen_bn_stats_leaves_running_stats():
+    bn = nn.BatchNorm2d(3, momentum=0.3).train()
+    before = _bn_stats(bn)
+    with frozen_bn_stats(bn):
+        bn(torch.randn(4, 3, 2, 2) + 5)
+    assert all(torch.equal(v, before[k]) for k, v in _bn_stats(bn).items())
+    assert bn.momentum == 0.3  # restored
+    bn(torch.randn(4, 3, 2, 2) + 5)
+    assert not torch.equal(bn.running_mean, before["running_mean"])
+
+
+@pytest.mark.parametrize("family_", ["vgg", "resnet"])
+@pytest.mark.parametrize("mode", ["random", "all"])
+def test_freeze_mode_moves_bn_stats_only_through_pure_student(family_, mode):
+    m = make_mixed(family_)
+    freeze(m.teacher)
+    m.student.train()
+    alone = copy.deepcopy(m.student)
+    x, y = batch(family_)
+    rng = random.Random(1)
+    pwl_loss(m, x, y, LossConfig(cross_mode=mode, mixed_bn_stats="freeze"), rng)
+    with torch.no_grad():
+        alone(x)  # the pure student's own train-mode pass
+    got, want = _bn_stats(m.student), _bn_stats(alone)
+    assert got.keys() == want.keys() and got
+    for k in got:
+        assert torch.equal(got[k], want[k]), k
+    # "update" lets the mixed passes move the statistics further (all mode always runs student blocks 2..N)
+    if mode == "all":
+        m2 = make_mixed(family_)
+        freeze(m2.teacher)
+        m2.student.train()
+        pwl_loss(m2, x, y, LossConfig(cross_mode=mode, mixed_bn_stats="update"), random.Random(1))
+        moved = _bn_stats(m2.student)
+        assert any(not torch.equal(moved[k], want[k]) for k in want)

@@ -1,0 +1,119 @@
+"""Model families: registry, block structure, shapes, build-time checks."""
+from types import SimpleNamespace
+
+import pytest
+import torch
+from pydantic import ValidationError
+
+from conftest import IN_CHANS, NUM_CLASSES, PAIRS, arch_config, batch, make_net
+from pwl.build import build_mixed, distilled_parts, freeze
+from pwl.errors import PWLError
+from pwl.evaluation import block_bytes
+from pwl.models import build_model, families, get_family, parse_model_config
+from pwl.models.resnet import ResNetConfig
+from pwl.models.vgg import VGGConfig
+from pwl.models.vit import ViTConfig
+
+
+def test_registry_lists_three_families():
+    assert families() == ["resnet", "vgg", "vit"]
+
+
+def test_unknown_family_is_pwl_error():
+    with pytest.raises(PWLError, match="unknown architecture family 'nope'"):
+        get_family("nope")
+    with pytest.raises(PWLError, match="unknown architecture family"):
+        parse_model_config({"family": "nope"})
+
+
+def test_model_config_without_family_is_pwl_error():
+    with pytest.raises(PWLError, match="no 'family'"):
+        parse_model_config({"widths": [1]})
+
+
+def test_published_default_layouts():
+    assert VGGConfig().widths == (64, 128, 256, 512, 512) and VGGConfig().depths == (2, 2, 3, 3, 3)
+    assert ResNetConfig().widths == (32, 64, 128, 256) and ResNetConfig().depths == (3, 4, 6, 3)
+    assert ResNetConfig().stem_width == 64
+    v = ViTConfig()
+    assert (v.patch_size, v.dim, v.heads, v.mlp_ratio, v.depths) == (16, 192, 3, 4.0, (2,) * 6)
+    assert v.block_widths() == [192] * 6
+
+
+@pytest.mark.parametrize("role", ["teacher", "student"])
+def test_shapes_and_block_widths(family, role):
+    pair = PAIRS[family]
+    raw = pair[role]
+    net = make_net(raw, pair["img"])
+    x, _ = batch(family, n=2)
+    net.eval()
+    feats = net.features(x)
+    assert net.num_blocks == len(raw["depths"]) == len(feats)
+    widths = [raw["dim"]] * len(raw["depths"]) if family == "vit" else raw["widths"]
+    assert net.block_widths == widths
+    for f, w in zip(feats, widths):
+        assert (f.shape[-1] if family == "vit" else f.shape[1]) == w
+    if family == "vit":  # tokens: CLS + (img/patch)^2
+        assert feats[0].shape == (2, 1 + (pair["img"] // raw["patch_size"]) ** 2, raw["dim"])
+    else:
+        assert feats[0].dim() == 4
+    out = net(x)
+    assert out.shape == (2, NUM_CLASSES)
+    assert torch.equal(out, net.head(feats[-1]))
+
+
+def test_depths_set_layers_per_block(family):
+    pair = PAIRS[family]
+    t, s = make_net(pair["teacher"], pair["img"]), make_net(pair["student"], pair["img"])
+    assert sum(p.numel() for p in t.parameters()) > sum(p.numel() for p in s.parameters())
+    for block, d in zip(s.blocks, pair["student"]["depths"]):
+        n_layers = len(block) - (1 if family == "vgg" else 0)  # vgg blocks end with a max-pool
+        assert n_layers == d
+    for block, d in zip(t.blocks, pair["teacher"]["depths"]):
+        n_layers = len(block) - (1 if family == "vgg" else 0)
+        assert n_layers == d
+
+
+def test_block_parameter_counts_cover_everything(family):
+    pair = PAIRS[family]
+    net = make_net(pair["teacher"], pair["img"])
+    counts = net.block_parameter_counts()
+    assert len(counts) == net.num_blocks
+    assert sum(counts) == sum(p.numel() for p in net.parameters())
+    sizes = block_bytes(net)
+    assert sum(sizes) == sum(t.numel() * t.element_size() for t in net.state_dict().values())
+
+
+def test_vgg_image_size_must_divide():
+    with pytest.raises(ValueError, match="not divisible by 2\\^3"):
+        make_net(PAIRS["vgg"]["teacher"], img=12)
+
+
+def test_vit_image_size_must_divide_patch():
+    with pytest.raises(ValueError, match="not divisible by patch size 4"):
+        make_net(PAIRS["vit"]["teacher"], img=10)
+
+
+def test_family_schema_errors():
+    with pytest.raises(ValidationError, match="widths has 2 entries but depths has 3"):
+        VGGConfig(widths=(4, 8), depths=(1, 1, 1))
+    with pytest.raises(ValidationError, match="positive integers"):
+        VGGConfig(widths=(4, 8), depths=(1, 0))
+    with pytest.raises(ValidationError, match="not divisible by heads"):
+        ViTConfig(dim=10, heads=3)
+    with pytest.raises(ValidationError, match="Extra inputs"):
+        VGGConfig(widths=(4,), depths=(1,), dim=3)
+
+
+def test_build_mixed_and_freeze(family):
+    ds = SimpleNamespace(in_chans=IN_CHANS, num_classes=NUM_CLASSES, image_size=PAIRS[family]["img"])
+    mixed = build_mixed(arch_config(family), ds)
+    assert mixed.num_blocks == 3
+    parts = distilled_parts(mixed)
+    assert set(parts) == {"student", "converters"}
+    assert not any(k.startswith("teacher") for k in parts.state_dict())
+    mixed.train()
+    freeze(mixed.teacher)
+    assert not mixed.teacher.training and not any(m.training for m in mixed.teacher.modules())
+    assert not any(p.requires_grad for p in mixed.teacher.parameters())
+    assert all(p.requires_grad for p in mixed.student.parameters())
