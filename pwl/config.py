@@ -96,6 +96,35 @@ class ArchConfig(Section):
         return self
 
 
+class LoadsimConfig(Section):
+    """Load-time simulation: device profiles (pwl.runtime.DeviceProfile fields) and the request stream."""
+    devices: dict[str, dict]  # name -> {read_bandwidth, open_latency_s, threads, warmup_requests}
+    profiles: list[str]  # which devices `dvc repro` simulates (the dvc.yaml matrix)
+    repeats: int = Field(3, ge=1)  # runs per strategy; medians and spread are reported
+    request_batch: int = Field(1, ge=1)  # images per request
+    horizon_s: float = Field(2.0, gt=0)  # area under accuracy-vs-time over [0, horizon]; scaled per device below
+    horizon_teacher_loads: float = Field(1.5, gt=0)  # horizon = max(horizon_s, this x teacher-only load time)
+
+    @model_validator(mode="after")
+    def _devices(self):
+        from .runtime.device import make_profile
+        for name, raw in self.devices.items():
+            try:
+                make_profile({"name": name, **raw})
+            except PWLError as e:
+                raise ValueError(str(e.what)) from None
+        unknown = [p for p in self.profiles if p not in self.devices]
+        if unknown:
+            raise ValueError(f"profiles {unknown} are not defined under loadsim.devices ({sorted(self.devices)})")
+        return self
+
+    def device(self, name: str):
+        from .runtime.device import make_profile
+        if name not in self.devices:
+            raise PWLError(f"unknown device profile {name!r}", f"use one of {sorted(self.devices)}")
+        return make_profile({"name": name, **self.devices[name]})
+
+
 class EvalConfig(Section):
     batch_size: int = Field(1000, gt=0)
 
@@ -109,6 +138,7 @@ class Params(Section):
     archs: list[str]
     arch: dict[str, ArchConfig]
     eval: EvalConfig = EvalConfig()
+    loadsim: Optional[LoadsimConfig] = None
 
     @model_validator(mode="after")
     def _archs(self):

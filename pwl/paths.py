@@ -29,3 +29,11 @@ def live_dir(arch: str, role: str) -> Path:
 
 def states_table(arch: str) -> Path:
     return METRICS / arch / "states.csv"
+
+
+def shards(arch: str) -> Path:
+    return MODELS / arch / "shards"
+
+
+def loadsim_dir(arch: str, device: str) -> Path:
+    return REPORTS / "loadsim" / arch / device

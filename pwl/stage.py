@@ -6,6 +6,8 @@ import sys
 import time
 from pathlib import Path
 
+import torch
+
 from .config import Params, load_params
 from .errors import PWLError
 from .train import set_threads
@@ -38,6 +40,7 @@ def setup(description: str, with_arch: bool = True, roles: tuple[str, ...] = ())
     if with_arch:
         params.for_arch(args.arch)
     set_threads(params.threads)
+    torch.manual_seed(params.seed)  # model initialisation is part of the experiment: seed it before building
     return params, args
 
 

@@ -54,3 +54,21 @@ def is_order(states: list[str]) -> bool:
         return False
     return all(sum(a != b for a, b in zip(x, y)) == 1 and y.count(TEACHER) == x.count(TEACHER) + 1
                for x, y in zip(states, states[1:]))
+
+
+def best_order(accuracy: dict[str, float], block_cost: list[float]) -> list[str]:
+    """The loading order (all-S -> all-T, one teacher block per step) with the largest area under accuracy
+    against load time: state s is served while the next block loads, for a time proportional to its cost.
+    Dynamic programming over the 2^N states; pass *validation* accuracies so the test set stays unseen."""
+    n = len(block_cost)
+    best = {STUDENT * n: (0.0, [STUDENT * n])}
+    for k in range(n):
+        nxt = {}
+        for state, (area, path) in best.items():
+            for j in (j for j in range(n) if state[j] == STUDENT):
+                new = state[:j] + TEACHER + state[j + 1:]
+                cand = (area + accuracy[state] * block_cost[j], path + [new])
+                if new not in nxt or cand[0] > nxt[new][0]:
+                    nxt[new] = cand
+        best = nxt
+    return best[TEACHER * n][1]

@@ -30,9 +30,16 @@ def run():
         paper[arch] = {"table": ref, "paper_gain": gains, "our_gain": row.pwl_all_T - row.pwl_all_S}
         curves[arch] = {role: tables.curve(arch, role) for role in ("teacher", "student", "pwl")}
     figures.training_curves(curves, fig_dir / "training_curves.png")
+    loadsim = {}
+    if params.loadsim is not None:
+        for arch, row in zip(params.archs, summary.itertuples()):
+            table, dev_curves = tables.loadsim(arch, params.loadsim.profiles)
+            table.to_csv(tab_dir / f"loadsim_{arch}.csv", index=False)
+            figures.loadsim_curves(arch, dev_curves, row.pwl_all_T, fig_dir / f"{arch}_loadsim.png")
+            loadsim[arch] = table
     walls = tables.wall_times(params.archs)
     walls.to_csv(tab_dir / "wall_times.csv", index=False, float_format="%.1f")
-    text = markdown.build(params, environment(), summary, per_arch, walls, paper)
+    text = markdown.build(params, environment(), summary, per_arch, walls, paper, loadsim)
     (paths.REPORTS / "README.md").write_text(text)
     print(summary.to_string(index=False))
 

@@ -119,7 +119,11 @@ def test_logits_of_all_states_match_forward(mixed, xy):
     x, _ = xy
     states = all_states(N)
     assert len(states) == 2 ** N
+    calls, handles = _count_block_calls(mixed)
     out = logits_of_all_states(mixed, x, states)
+    for h in handles:
+        h.remove()
+    assert len(calls) <= 2 ** (N + 1) - 2
     assert set(out) == set(states)
     with torch.no_grad():
         for s in states:

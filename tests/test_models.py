@@ -117,3 +117,36 @@ def test_build_mixed_and_freeze(family):
     assert not mixed.teacher.training and not any(m.training for m in mixed.teacher.modules())
     assert not any(p.requires_grad for p in mixed.teacher.parameters())
     assert all(p.requires_grad for p in mixed.student.parameters())
+
+
+def _timm_vit(raw: dict, img: int):
+    from timm.models.vision_transformer import VisionTransformer
+    return VisionTransformer(img_size=img, patch_size=raw["patch_size"], in_chans=IN_CHANS, num_classes=NUM_CLASSES,
+                             embed_dim=raw["dim"], depth=sum(raw["depths"]), num_heads=raw["heads"],
+                             mlp_ratio=raw["mlp_ratio"], class_token=True, global_pool="token")
+
+
+@pytest.mark.parametrize("role", ["teacher", "student"])
+def test_vit_regrouping_equals_timm_forward(role):
+    """Embedder -> grouped layers -> norm + CLS head computes exactly timm's own ViT forward."""
+    raw, img = PAIRS["vit"][role], PAIRS["vit"]["img"]
+    net = make_net(raw, img, seed=4).eval()
+    torch.manual_seed(4)
+    ref = _timm_vit(raw, img).eval()
+    assert all(torch.equal(a, b) for a, b in zip(net.state_dict().values(), ref.state_dict().values()))
+    x, _ = batch("vit", n=3)
+    with torch.no_grad():
+        assert torch.allclose(net(x), ref(x), atol=1e-6)
+
+
+def test_vit_pretrained_file_loads_all_but_the_classifier(tmp_path):
+    raw, img = PAIRS["vit"]["teacher"], PAIRS["vit"]["img"]
+    torch.manual_seed(11)
+    src = _timm_vit(raw, img)
+    path = tmp_path / "vit.pth"
+    torch.save(src.state_dict(), path)
+    net = make_net({**raw, "pretrained_file": str(path)}, img, seed=0)
+    fresh = make_net(raw, img, seed=0)
+    assert torch.equal(net.blocks[1][0].attn.qkv.weight, src.blocks[2].attn.qkv.weight)
+    assert torch.equal(net.embed.pos_embed, src.pos_embed) and torch.equal(net.head.norm.weight, src.norm.weight)
+    assert torch.equal(net.head.fc.weight, fresh.head.fc.weight)  # the classifier keeps its own init

@@ -42,3 +42,21 @@ def training_curves(curves: dict, out: Path) -> None:
     fig.tight_layout()
     fig.savefig(out, dpi=110)
     plt.close(fig)
+
+
+def loadsim_curves(arch: str, curves: dict, teacher_acc: float, out: Path) -> None:
+    """Accuracy a request gets against time since launch, one panel per device profile."""
+    fig, axes = plt.subplots(1, len(curves), figsize=(4.0 * len(curves), 3.3), squeeze=False)
+    for ax, (dev, df) in zip(axes[0], curves.items()):
+        for name, part in df.groupby("strategy", sort=False):
+            ax.step(1e3 * part["t"], part["accuracy"], where="post", label=name)
+        ax.axhline(teacher_acc, color="k", lw=0.6, ls=":")
+        ax.set_title(f"{arch} on {dev}")
+        ax.set_xlabel("time since launch (ms)")
+        ax.set_ylabel("test accuracy of the answer (%)")
+        ax.set_ylim(bottom=max(0.0, min(df.loc[df["accuracy"] > 0, "accuracy"].min() - 5, teacher_acc - 10)))
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=6, loc="lower right")
+    fig.tight_layout()
+    fig.savefig(out, dpi=110)
+    plt.close(fig)

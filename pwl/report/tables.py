@@ -80,3 +80,24 @@ def paper_mapped(reference_csv: Path, family: str, num_blocks: int) -> pd.DataFr
             rows.append({"table": table, "paper_order": r["order"], "teacher_blocks": round(k * num_blocks / 4),
                          **{c.split("_", 1)[1]: r[c] for c in ref.columns if c.startswith(family + "_")}})
     return pd.DataFrame(rows)
+
+
+def loadsim(arch: str, devices: list[str]) -> tuple[pd.DataFrame, dict]:
+    """Per device and strategy: medians [min-max] of the load-time metrics, and the modelled times."""
+    rows, curves = [], {}
+    for dev in devices:
+        d = paths.loadsim_dir(arch, dev)
+        m = read_json(d / "metrics.json")
+        curves[dev] = pd.read_csv(d / "curves.csv")
+        for name, s in m["strategies"].items():
+            def ms(key):
+                v = s[key]
+                return None if v["median"] is None else f"{1e3 * v['median']:.1f} [{1e3 * v['min']:.1f}-{1e3 * v['max']:.1f}]"
+            err = s["model_error_loaded"] if s["model_error_loaded"] is not None else s["model_error_ttfa"]
+            rows.append({"device": dev, "strategy": name, "TTFA ms": ms("ttfa_s"),
+                         "to teacher acc ms": ms("time_to_teacher_acc_s") or "never",
+                         "mean acc over horizon": s["mean_acc_over_horizon"]["median"],
+                         "horizon ms": 1e3 * m["horizon_s"],
+                         "TTFA ratio (teacher/PWL)": m["ttfa_ratio_teacher_over_pwl"] if name == "pwl_prefix" else None,
+                         "measured vs model": None if err is None else f"{100 * err:+.0f}%"})
+    return pd.DataFrame(rows), curves

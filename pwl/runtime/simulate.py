@@ -183,7 +183,8 @@ def mean_accuracy(curve: list[tuple[float, float]], horizon_s: float) -> float:
 
 def measure_build_s(shard_dir: Path, profile, order: list[str]) -> dict[str, float]:
     """Seconds to deserialize and build each file when reading is free (file name -> s), from one unthrottled
-    PWL load; the converters and the teacher skeleton count towards the first teacher block. Feed it to
+    PWL load; the converters and the teacher skeleton count towards the first teacher block. It includes the
+    sha256 check and the unthrottled read from the page cache, so it is a slight upper bound. Feed it to
     `predicted_timeline(build_s=...)`."""
     from .reader import PlainReader
 
