@@ -24,4 +24,6 @@ if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
   "$VENV/bin/pip" install -q -e . --no-deps
   echo "$want" > "$stamp"
 fi
+# `dvc plots show` offline: vega scripts inlined into .dvc/plots/offline.html (from the npm registry).
+[ -s .dvc/plots/offline.html ] && grep -q 'vega-embed' .dvc/plots/offline.html || "$VENV/bin/python" scripts/plots_template.py || true
 echo "setup ok: $("$VENV/bin/python" -c 'import torch,torchvision,timm,dvc;print("torch",torch.__version__,"torchvision",torchvision.__version__,"timm",timm.__version__,"dvc",dvc.__version__)')"

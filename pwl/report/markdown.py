@@ -1,5 +1,6 @@
 """reports/README.md: every number is read from a pipeline file; nothing is typed by hand."""
 import pandas as pd
+import yaml
 
 from . import tables
 
@@ -79,7 +80,9 @@ def build(params, env: dict, summary: pd.DataFrame, per_arch: dict, walls: pd.Da
                 "Paper gains all-S -> all-T: " + ", ".join(f"{k} {v:+.1f} pt" for k, v in p["paper_gain"].items()),
                 ""]
     out += ["## Environment", "", md(pd.DataFrame([{"key": k, "value": str(v)} for k, v in env.items()])), "",
-            f"Seed {params.seed}. Full parameters: `params.yaml` at the git revision above.", ""]
+            f"Seed {params.seed}.", "", "<details><summary>parameters (params.yaml as validated)</summary>", "",
+            "```yaml", yaml.safe_dump(params.model_dump(mode="json"), sort_keys=False, width=110).strip(), "```",
+            "", "</details>", ""]
     return "\n".join(out)
 
 
