@@ -73,14 +73,15 @@ def cross_all_loss(mixed: MixedModel, f_t: list, z_t, y, alpha: float, temperatu
 def frozen_bn_stats(module: nn.Module):
     """Normalise with batch statistics but leave running statistics untouched (momentum 0)."""
     bns = [m for m in module.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
-    saved = [m.momentum for m in bns]
+    saved = [(m.momentum, m.num_batches_tracked.clone()) for m in bns]
     for m in bns:
         m.momentum = 0.0
     try:
         yield
     finally:
-        for m, mom in zip(bns, saved):
+        for m, (mom, tracked) in zip(bns, saved):
             m.momentum = mom
+            m.num_batches_tracked.copy_(tracked)
 
 
 def aux_scale(progress: float, ramp: float) -> float:

@@ -33,7 +33,7 @@ def lr_factor(step: int, total: int, warmup: int, min_factor: float) -> float:
     """Linear warm-up, then cosine from 1 down to min_factor at the last step."""
     if step < warmup:
         return (step + 1) / warmup
-    t = (step - warmup) / max(1, total - warmup)
+    t = (step - warmup) / max(1, total - warmup - 1)  # the last optimiser step (total - 1) uses min_factor
     return min_factor + (1 - min_factor) * 0.5 * (1 + math.cos(math.pi * min(1.0, t)))
 
 
