@@ -4,7 +4,7 @@ from pathlib import Path
 from pwl import paths
 from pwl.env import environment
 from pwl.report import figures, markdown, tables
-from pwl.stage import main, setup
+from pwl.stage import main, setup, write_json
 
 REFERENCE = Path("reference/paper_loading_orders.csv")
 
@@ -37,11 +37,19 @@ def run():
             table.to_csv(tab_dir / f"loadsim_{arch}.csv", index=False)
             figures.loadsim_curves(arch, dev_curves, row.pwl_all_T, fig_dir / f"{arch}_loadsim.png")
             loadsim[arch] = table
+    write_json(paths.REPORTS / "summary.json", tables.key_metrics(summary, loadsim_metrics(params)))
     walls = tables.wall_times(params.archs)
     walls.to_csv(tab_dir / "wall_times.csv", index=False, float_format="%.1f")
     text = markdown.build(params, environment(), summary, per_arch, walls, paper, loadsim)
     (paths.REPORTS / "README.md").write_text(text)
     print(summary.to_string(index=False))
+
+
+def loadsim_metrics(params) -> dict:
+    if params.loadsim is None:
+        return {}
+    return {arch: {dev: tables.read_json(paths.loadsim_dir(arch, dev) / "metrics.json")
+                   for dev in params.loadsim.profiles} for arch in params.archs}
 
 
 if __name__ == "__main__":

@@ -101,3 +101,15 @@ def loadsim(arch: str, devices: list[str]) -> tuple[pd.DataFrame, dict]:
                          "TTFA ratio (teacher/PWL)": m["ttfa_ratio_teacher_over_pwl"] if name == "pwl_prefix" else None,
                          "measured vs model": None if err is None else f"{100 * err:+.0f}%"})
     return pd.DataFrame(rows), curves
+
+
+def key_metrics(summary: pd.DataFrame, loadsim: dict) -> dict:
+    """The few numbers `dvc exp show` should show per arch (reports/summary.json)."""
+    out = {}
+    for row in summary.itertuples():
+        out[row.arch] = {"teacher": round(row.teacher, 2), "student": round(row.scratch_student, 2),
+                         "pwl_all_S": round(row.pwl_all_S, 2), "prefix_mean": round(row.prefix_mean, 2),
+                         "prefix_dip": round(row.prefix_worst_dip, 2)}
+        for dev, m in loadsim.get(row.arch, {}).items():
+            out[row.arch][f"ttfa_ratio_{dev}"] = round(m["ttfa_ratio_teacher_over_pwl"], 2)
+    return out
