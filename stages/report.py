@@ -1,12 +1,8 @@
 """Stage `report`: reports/README.md, figures and tables, from the pipeline's metrics, tables and curves."""
-from pathlib import Path
-
 from pwl import paths
 from pwl.env import environment
 from pwl.report import figures, markdown, tables
 from pwl.stage import main, setup, write_json
-
-REFERENCE = Path("reference/paper_loading_orders.csv")
 
 
 def run():
@@ -23,10 +19,10 @@ def run():
         figures.loading_orders(orders, row.teacher, row.scratch_student, arch, fig_dir / f"{arch}_loading.png")
         per_arch[arch] = {**ev, "orders": orders, "states": tables.states(arch)}
         family = params.arch[arch].teacher.family
-        ref = tables.paper_mapped(REFERENCE, family, ev["num_blocks"])
-        ref.to_csv(tab_dir / f"paper_{arch}.csv", index=False)
-        gains = {c: ref[ref.paper_order == "TTTT"][c].iloc[0] - ref[ref.paper_order == "SSSS"][c].iloc[0]
-                 for c in ("cifar10", "cifar100")}
+        ref = tables.paper_comparison(tables.REFERENCE, family, params.data.dataset, per_arch[arch]["states"])
+        ref.to_csv(tab_dir / f"paper_{arch}.csv", index=False, float_format="%.2f")
+        prefix = ref[ref.table == "prefix"].set_index("paper_order")
+        gains = {c: prefix.loc["TTTT", f"paper_{c}"] - prefix.loc["SSSS", f"paper_{c}"] for c in ("cifar10", "cifar100")}
         paper[arch] = {"table": ref, "paper_gain": gains, "our_gain": row.pwl_all_T - row.pwl_all_S}
         curves[arch] = {role: tables.curve(arch, role) for role in ("teacher", "student", "pwl")}
     figures.training_curves(curves, fig_dir / "training_curves.png")

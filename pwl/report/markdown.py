@@ -70,15 +70,26 @@ def build(params, env: dict, summary: pd.DataFrame, per_arch: dict, walls: pd.Da
             "## Stage wall times", "", md(walls, ".1f"),
             "", f"Total: **{walls['wall_s'].sum() / 60:.1f} min** on {env['cpu_count']} CPU core(s), "
             f"{env['torch_threads']} torch thread(s).", ""]
-    out += ["## The paper's numbers, for orientation", "",
-            "Published top-1 on CIFAR-10/100 (`reference/paper_loading_orders.csv`). The paper writes 4 positions "
-            "for every family; position k of 4 maps to round(k*N/4) of our N teacher blocks. Absolute values are "
-            "not comparable with this profile (different dataset, reduced widths, a few epochs instead of 100); "
-            "compare the *shape*: the gain from all-S to all-T and how monotone the prefix order is.", ""]
+    same = params.data.dataset in ("cifar10", "cifar100")
+    out += ["## Comparison with the paper" if same else "## The paper's numbers, for orientation", "",
+            "Published top-1 (`reference/paper_loading_orders.csv`). The paper writes 4 positions for every "
+            "family; block j of our N takes the owner of the position that contains its midpoint, "
+            "floor((j + 0.5) * 4 / N) (e.g. N=5: TTSS -> TTSSS, SSTS -> SSTTS; N=4 is the identity)."]
+    if same:
+        out += [f"`diff` = ours - paper on {params.data.dataset}; `!` marks cells more than "
+                f"{tables.FLAG_POINTS} points apart.", ""]
+    else:
+        out += ["Our dataset is not the paper's, so absolute values are not comparable (different data, "
+                "reduced widths, a few epochs instead of 100): compare the *shape*, i.e. the gain from all-S to "
+                "all-T and whether the prefix order climbs while suffix and middle orders sag.", ""]
+    odd = tables.paper_inconsistencies(tables.REFERENCE)
+    if odd:
+        out += ["The published tables disagree with themselves on states that appear in several of them "
+                "(all-S, all-T): " + "; ".join(odd) + ". We copy the CSV as published.", ""]
     for arch, p in paper.items():
-        out += [f"**{arch}** (ours: all-S -> all-T gain {p['our_gain']:+.2f} pt):", "", md(p["table"], ".1f"), "",
-                "Paper gains all-S -> all-T: " + ", ".join(f"{k} {v:+.1f} pt" for k, v in p["paper_gain"].items()),
-                ""]
+        out += [f"**{arch}** (ours: all-S -> all-T gain {p['our_gain']:+.2f} pt; paper: "
+                + ", ".join(f"{k} {v:+.1f} pt" for k, v in p["paper_gain"].items()) + "):", "",
+                md(p["table"], ".1f"), ""]
     out += ["## Environment", "", md(pd.DataFrame([{"key": k, "value": str(v)} for k, v in env.items()])), "",
             f"Seed {params.seed}.", "", "<details><summary>parameters (params.yaml as validated)</summary>", "",
             "```yaml", yaml.safe_dump(params.model_dump(mode="json"), sort_keys=False, width=110).strip(), "```",

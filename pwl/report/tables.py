@@ -11,6 +11,7 @@ from ..states import prefix_order, suffix_order
 MIN_TEACHER_GAP = 1.0  # teacher beats the scratch student by at least this many points
 MAX_STUDENT_DEFICIT = 1.0  # the PWL all-S state is at most this many points below the scratch student
 MAX_PREFIX_DIP = 0.5  # a drop larger than this along the prefix order is reported
+REFERENCE = Path("reference/paper_loading_orders.csv")  # the paper's published loading-order table
 
 
 def read_json(path: Path) -> dict:
@@ -68,17 +69,30 @@ def curve(arch: str, role: str, metric: str = "val/score") -> pd.DataFrame:
     return pd.read_csv(tsv, sep="\t")
 
 
-def paper_mapped(reference_csv: Path, family: str, num_blocks: int) -> pd.DataFrame:
-    """Published 4-position orders mapped onto N blocks: k of 4 teacher positions -> round(k * N / 4) blocks
-    loaded from the same side (prefix: input side; suffix: output side)."""
+def map_paper_state(paper_state: str, num_blocks: int) -> str:
+    """The paper writes 4 positions for every family. Block j of N takes the owner of the position that
+    contains its midpoint, floor((j + 0.5) * 4 / N): e.g. N=5 maps TTSS -> TTSSS and SSTS -> SSTTS."""
+    return "".join(paper_state[min(3, int((j + 0.5) * 4 / num_blocks))] for j in range(num_blocks))
+
+
+FLAG_POINTS = 1.5  # cells that differ from the paper by more than this are flagged
+
+
+def paper_comparison(reference_csv: Path, family: str, dataset: str, states_df: pd.DataFrame) -> pd.DataFrame:
+    """Every published cell (prefix / suffix / contiguous tables) beside our state it maps to. Differences
+    and flags only where our dataset is the paper's (cifar10 / cifar100)."""
     ref = pd.read_csv(reference_csv)
+    ours = states_df.set_index("state")["test_acc"]
+    n = len(ours.index[0])
     rows = []
-    for table in ("prefix", "suffix"):
-        part = ref[ref["table"] == table]
-        for _, r in part.iterrows():
-            k = r["order"].count("T")
-            rows.append({"table": table, "paper_order": r["order"], "teacher_blocks": round(k * num_blocks / 4),
-                         **{c.split("_", 1)[1]: r[c] for c in ref.columns if c.startswith(family + "_")}})
+    for _, r in ref.iterrows():
+        state = map_paper_state(r["order"], n)
+        row = {"table": r["table"], "paper_order": r["order"], "our_state": state, "ours": ours[state],
+               "paper_cifar10": r[f"{family}_cifar10"], "paper_cifar100": r[f"{family}_cifar100"]}
+        if dataset in ("cifar10", "cifar100"):
+            row["diff"] = row["ours"] - row[f"paper_{dataset}"]
+            row["flag"] = "!" if abs(row["diff"]) > FLAG_POINTS else ""
+        rows.append(row)
     return pd.DataFrame(rows)
 
 
@@ -113,3 +127,15 @@ def key_metrics(summary: pd.DataFrame, loadsim: dict) -> dict:
         for dev, m in loadsim.get(row.arch, {}).items():
             out[row.arch][f"ttfa_ratio_{dev}"] = round(m["ttfa_ratio_teacher_over_pwl"], 2)
     return out
+
+
+def paper_inconsistencies(reference_csv: Path) -> list[str]:
+    """The published all-S / all-T cells appear in every table; where the tables disagree, say so."""
+    ref = pd.read_csv(reference_csv)
+    notes = []
+    for col in ref.columns[2:]:
+        for state in ("SSSS", "TTTT"):
+            vals = ref[ref["order"] == state].set_index("table")[col]
+            if vals.nunique() > 1:
+                notes.append(f"{col} {state}: " + ", ".join(f"{t} {v}" for t, v in vals.items()))
+    return notes
