@@ -51,7 +51,9 @@ class LossConfig(Section):
     w_cross: float = Field(2.0, ge=0)
     cross_mode: Literal["random", "all"] = "random"
     aux_ramp: float = Field(0.0, ge=0, le=1)  # sync/recon/cross weights rise 0 -> 1 over this fraction of steps
-    mixed_bn_stats: Literal["freeze", "update"] = "freeze"  # may mixed passes move the student's BN statistics?
+    # student BatchNorm in mixed passes: "update" (batch stats, running stats move), "freeze" (batch stats,
+    # running stats kept), "eval" (running stats, as at inference: mixed states trained as they are served)
+    mixed_bn_stats: Literal["freeze", "update", "eval"] = "freeze"
 
 
 class DistillConfig(Section):

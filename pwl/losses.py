@@ -84,6 +84,24 @@ def frozen_bn_stats(module: nn.Module):
             m.num_batches_tracked.copy_(tracked)
 
 
+@contextmanager
+def bn_eval_mode(module: nn.Module):
+    """Normalise with the running statistics, exactly as at inference, and leave them untouched: a mixed
+    state is then trained the way it will be served (its converted features meet the student's BN stats)."""
+    bns = [m for m in module.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    modes = [m.training for m in bns]
+    for m in bns:
+        m.eval()
+    try:
+        yield
+    finally:
+        for m, mode in zip(bns, modes):
+            m.train(mode)
+
+
+MIXED_BN = {"freeze": frozen_bn_stats, "eval": bn_eval_mode, "update": lambda module: nullcontext()}
+
+
 def aux_scale(progress: float, ramp: float) -> float:
     """Weight multiplier of the alignment terms: linear 0 -> 1 over the first `ramp` fraction of training."""
     return 1.0 if ramp <= 0 else min(1.0, progress / ramp)
@@ -105,8 +123,7 @@ def pwl_loss(mixed: MixedModel, x, y, cfg, rng: random.Random, progress: float =
     if cfg.w_recon and mixed.num_blocks > 1:
         terms["recon"] = scale * cfg.w_recon * recon_loss(f_s, f_t, conv)
     if cfg.w_cross and mixed.num_blocks > 1:
-        stats = frozen_bn_stats(mixed.student) if cfg.mixed_bn_stats == "freeze" else nullcontext()
-        with stats:
+        with MIXED_BN[cfg.mixed_bn_stats](mixed.student):
             if cfg.cross_mode == "random":
                 state = sample_mixed_state(mixed.num_blocks, rng)
                 cross = cross_random_loss(mixed, state, f_s, f_t, z_t, T)

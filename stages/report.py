@@ -34,7 +34,7 @@ def run():
             figures.loadsim_curves(arch, dev_curves, row.pwl_all_T, fig_dir / f"{arch}_loadsim.png")
             loadsim[arch] = table
     write_json(paths.REPORTS / "summary.json", tables.key_metrics(summary, loadsim_metrics(params)))
-    walls = tables.wall_times(params.archs)
+    walls = tables.wall_times(params.archs, params.loadsim.profiles if params.loadsim else ())
     walls.to_csv(tab_dir / "wall_times.csv", index=False, float_format="%.1f")
     text = markdown.build(params, environment(), summary, per_arch, walls, paper, loadsim)
     (paths.REPORTS / "README.md").write_text(text)

@@ -191,16 +191,17 @@ def test_frozen_bn_stats_leaves_running_stats():
     assert not torch.equal(bn.running_mean, before["running_mean"])
 
 
+@pytest.mark.parametrize("bn_mode", ["freeze", "eval"])
 @pytest.mark.parametrize("family_", ["vgg", "resnet"])
 @pytest.mark.parametrize("mode", ["random", "all"])
-def test_freeze_mode_moves_bn_stats_only_through_pure_student(family_, mode):
+def test_freeze_and_eval_modes_move_bn_stats_only_through_pure_student(family_, mode, bn_mode):
     m = make_mixed(family_)
     freeze(m.teacher)
     m.student.train()
     alone = copy.deepcopy(m.student)
     x, y = batch(family_)
     rng = random.Random(1)
-    pwl_loss(m, x, y, LossConfig(cross_mode=mode, mixed_bn_stats="freeze"), rng)
+    pwl_loss(m, x, y, LossConfig(cross_mode=mode, mixed_bn_stats=bn_mode), rng)
     with torch.no_grad():
         alone(x)  # the pure student's own train-mode pass
     got, want = _bn_stats(m.student), _bn_stats(alone)
@@ -215,3 +216,20 @@ def test_freeze_mode_moves_bn_stats_only_through_pure_student(family_, mode):
         pwl_loss(m2, x, y, LossConfig(cross_mode=mode, mixed_bn_stats="update"), random.Random(1))
         moved = _bn_stats(m2.student)
         assert any(not torch.equal(moved[k], want[k]) for k in want)
+
+
+@pytest.mark.parametrize("family_", ["vgg", "resnet"])
+def test_bn_eval_mode_trains_mixed_states_as_served(family_):
+    """Inside bn_eval_mode a train-mode student computes exactly what the eval-mode student serves."""
+    from pwl.losses import bn_eval_mode
+    m = make_mixed(family_)
+    x, _ = batch(family_)
+    m.student.train()
+    with torch.no_grad(), bn_eval_mode(m.student):
+        inside = m.student(x)
+    assert m.student.training and all(b.training for b in m.student.modules()
+                                      if isinstance(b, torch.nn.BatchNorm2d))
+    m.student.eval()
+    with torch.no_grad():
+        served = m.student(x)
+    assert torch.equal(inside, served)

@@ -75,6 +75,19 @@ def test_smoke_profile_runs_the_real_pipeline(tmp_path):
     page = (work / "plots_html" / "index.html").read_text()
     assert "vega-embed" in page and "vegaEmbed" in page
     assert not re.search(r"<(script|link|img)[^>]+(src|href)=[\"']?(https?:)?//", page), "external resource"
+    # determinism: the same stages run again from scratch give identical metrics (CPU, same seed)
+    def numbers(arch):
+        out = {}
+        for r in ("teacher", "pwl", "eval"):
+            m = json.loads((work / "reports" / "metrics" / arch / f"{r}.json").read_text())
+            out[r] = {k: v for k, v in m.items() if k not in ("wall_s", "resumed_from_epoch")}
+        return out
+    first = numbers("vgg")
+    shutil.rmtree(work / "checkpoints")  # no resume: really retrain
+    for stage in ("train_teacher@vgg", "distill@vgg", "evaluate@vgg"):
+        run([sys.executable, "-m", "dvc", "repro", "-s", "-f", stage], work, env)
+    assert numbers("vgg") == first
+    run([sys.executable, "-m", "dvc", "repro", "-s", "-f", "report"], work, env)
     # a second repro has nothing to do: every stage is cached
     out = run([sys.executable, "-m", "dvc", "repro"], work, env).stdout
     assert "didn't change, skipping" in out or "Data and pipelines are up to date" in out

@@ -8,23 +8,28 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 
 def loading_orders(orders, teacher_acc: float, scratch_acc: float, arch: str, out: Path) -> None:
-    """Test accuracy against teacher blocks loaded, prefix and suffix orders, with reference lines."""
-    fig, ax = plt.subplots(figsize=(5.5, 3.8))
-    ax.plot(orders["teacher_blocks"], orders["prefix_test_acc"], "o-", label="prefix (input side first)")
+    """Test accuracy against teacher blocks loaded: both orders (left) and the prefix order close up (right),
+    with the teacher and the scratch student as reference lines."""
+    fig, (ax, zoom) = plt.subplots(1, 2, figsize=(10, 3.8))
+    for a in (ax, zoom):
+        a.plot(orders["teacher_blocks"], orders["prefix_test_acc"], "o-", label="prefix (input side first)")
+        a.axhline(teacher_acc, color="k", lw=0.8, label=f"teacher {teacher_acc:.2f}")
+        a.axhline(scratch_acc, color="tab:red", lw=0.8, ls=":", label=f"scratch student {scratch_acc:.2f}")
+        a.set_xlabel("teacher blocks loaded")
+        a.set_ylabel("test accuracy (%)")
+        a.set_xticks(orders["teacher_blocks"])
+        a.grid(alpha=0.3)
     ax.plot(orders["teacher_blocks"], orders["suffix_test_acc"], "s--", label="suffix (output side first)")
-    ax.axhline(teacher_acc, color="k", lw=0.8, label=f"teacher {teacher_acc:.2f}")
-    ax.axhline(scratch_acc, color="tab:red", lw=0.8, ls=":", label=f"scratch student {scratch_acc:.2f}")
     for _, r in orders.iterrows():
-        ax.annotate(r["prefix_state"], (r["teacher_blocks"], r["prefix_test_acc"]), textcoords="offset points",
-                    xytext=(0, 6), ha="center", fontsize=7)
-    ax.set_xlabel("teacher blocks loaded")
-    ax.set_ylabel("test accuracy (%)")
+        zoom.annotate(r["prefix_state"], (r["teacher_blocks"], r["prefix_test_acc"]), textcoords="offset points",
+                      xytext=(0, 6), ha="center", fontsize=7)
+    lo = min(orders["prefix_test_acc"].min(), scratch_acc)
+    zoom.set_ylim(lo - 1, max(orders["prefix_test_acc"].max(), teacher_acc) + 1)
     ax.set_title(f"{arch}: accuracy along loading orders")
-    ax.set_xticks(orders["teacher_blocks"])
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=7, loc="lower right")
+    zoom.set_title(f"{arch}: prefix order, close up")
+    ax.legend(fontsize=7, loc="best")
     fig.tight_layout()
-    fig.savefig(out, dpi=120)
+    fig.savefig(out, dpi=110)
     plt.close(fig)
 
 
@@ -46,17 +51,23 @@ def training_curves(curves: dict, out: Path) -> None:
 
 def loadsim_curves(arch: str, curves: dict, teacher_acc: float, out: Path) -> None:
     """Accuracy a request gets against time since launch, one panel per device profile."""
-    fig, axes = plt.subplots(1, len(curves), figsize=(4.0 * len(curves), 3.3), squeeze=False)
-    for ax, (dev, df) in zip(axes[0], curves.items()):
+    styles = {"teacher_only": "-", "student_only": "-", "pwl_prefix": "-", "pwl_best_val": "--"}
+    cols = min(2, len(curves))
+    rows = -(-len(curves) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(5.2 * cols, 3.4 * rows), squeeze=False)
+    for ax, (dev, df) in zip(axes.flat, curves.items()):
         for name, part in df.groupby("strategy", sort=False):
-            ax.step(1e3 * part["t"], part["accuracy"], where="post", label=name)
+            ax.step(1e3 * part["t"], part["accuracy"], where="post", ls=styles.get(name, "-"), label=name)
         ax.axhline(teacher_acc, color="k", lw=0.6, ls=":")
         ax.set_title(f"{arch} on {dev}")
         ax.set_xlabel("time since launch (ms)")
         ax.set_ylabel("test accuracy of the answer (%)")
-        ax.set_ylim(bottom=max(0.0, min(df.loc[df["accuracy"] > 0, "accuracy"].min() - 5, teacher_acc - 10)))
+        ax.set_ylim(bottom=max(0.0, min(df.loc[df["accuracy"] > 0, "accuracy"].min() - 5, teacher_acc - 10)),
+                    top=teacher_acc + 2)
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=6, loc="lower right")
+        ax.legend(fontsize=7, loc="lower right")
+    for ax in list(axes.flat)[len(curves):]:
+        ax.set_visible(False)
     fig.tight_layout()
     fig.savefig(out, dpi=110)
     plt.close(fig)

@@ -54,12 +54,17 @@ def orders(arch: str) -> pd.DataFrame:
                          "suffix_state": suffix_order(n), "suffix_test_acc": df.loc[suffix_order(n), "test_acc"].values})
 
 
-def wall_times(archs: list[str]) -> pd.DataFrame:
+def wall_times(archs: list[str], devices: list[str] = ()) -> pd.DataFrame:
+    """Each stage's own wall time (process start to end, imports included), as the stage recorded it."""
     rows = [{"stage": "prepare", "wall_s": read_json(paths.METRICS / "prepare.json")["wall_s"]}]
     for arch in archs:
         for role, stage in (("teacher", "train_teacher"), ("student", "train_student"), ("pwl", "distill"),
-                            ("eval", "evaluate")):
-            rows.append({"stage": f"{stage}@{arch}", "wall_s": read_json(paths.metrics(arch, role))["wall_s"]})
+                            ("eval", "evaluate"), ("export", "export")):
+            if paths.metrics(arch, role).exists():
+                rows.append({"stage": f"{stage}@{arch}", "wall_s": read_json(paths.metrics(arch, role))["wall_s"]})
+        for dev in devices:
+            m = read_json(paths.loadsim_dir(arch, dev) / "metrics.json")
+            rows.append({"stage": f"loadsim@{arch}-{dev}", "wall_s": m["wall_s"]})
     return pd.DataFrame(rows)
 
 
@@ -107,13 +112,16 @@ def loadsim(arch: str, devices: list[str]) -> tuple[pd.DataFrame, dict]:
             def ms(key):
                 v = s[key]
                 return None if v["median"] is None else f"{1e3 * v['median']:.1f} [{1e3 * v['min']:.1f}-{1e3 * v['max']:.1f}]"
-            err = s["model_error_loaded"] if s["model_error_loaded"] is not None else s["model_error_ttfa"]
+            loaded = s["model_error_loaded"] is not None
+            err = s["model_error_loaded"] if loaded else s["model_error_ttfa"]
+            model_s = s["model_teacher_loaded_s"] if loaded else s["model_ttfa_s"]
             rows.append({"device": dev, "strategy": name, "TTFA ms": ms("ttfa_s"),
                          "to teacher acc ms": ms("time_to_teacher_acc_s") or "never",
                          "mean acc over horizon": s["mean_acc_over_horizon"]["median"],
                          "horizon ms": 1e3 * m["horizon_s"],
-                         "TTFA ratio (teacher/PWL)": m["ttfa_ratio_teacher_over_pwl"] if name == "pwl_prefix" else None,
-                         "measured vs model": None if err is None else f"{100 * err:+.0f}%"})
+                         "TTFA ratio (teacher/PWL)": f"{m['ttfa_ratio_teacher_over_pwl']:.2f}" if name == "pwl_prefix" else "",
+                         "model ms": 1e3 * model_s, "measured vs model": "" if err is None else f"{100 * err:+.0f}%",
+                         "model_err": err})
     return pd.DataFrame(rows), curves
 
 

@@ -1,0 +1,63 @@
+"""Profiles: one switch composes a whole parameter set; the paper profiles build the published layouts."""
+from pathlib import Path
+
+import pytest
+import yaml
+
+from pwl.build import build
+from pwl.errors import PWLError
+from pwl.models import build_model, parse_model_config
+from pwl.profile import compose
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+class Shape:
+    def __init__(self, in_chans, num_classes, image_size):
+        self.in_chans, self.num_classes, self.image_size = in_chans, num_classes, image_size
+
+
+def n_params(model) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+def test_committed_params_yaml_is_the_composed_default(tmp_path):
+    compose("default", out=tmp_path / "params.yaml", conf=REPO / "conf")
+    assert yaml.safe_load((tmp_path / "params.yaml").read_text()) == yaml.safe_load((REPO / "params.yaml").read_text()), \
+        "params.yaml is out of date with conf/: run `python -m pwl.profile default`"
+
+
+def test_one_switch_changes_the_whole_profile(tmp_path):
+    default = compose("default", out=tmp_path / "d.yaml", conf=REPO / "conf")
+    smoke = compose("smoke", out=tmp_path / "s.yaml", conf=REPO / "conf")
+    tuned = compose("smoke", ["arch.vgg.train_teacher.epochs=2"], out=tmp_path / "t.yaml", conf=REPO / "conf")
+    assert (default.profile, smoke.profile) == ("default", "smoke")
+    assert smoke.data.train_limit == 256 and default.data.train_limit == 0
+    assert smoke.arch["vgg"].teacher.widths != default.arch["vgg"].teacher.widths
+    assert tuned.arch["vgg"].train_teacher.epochs == 2 and smoke.arch["vgg"].train_teacher.epochs == 1
+
+
+def test_unknown_profile_is_a_clear_error(tmp_path):
+    with pytest.raises(PWLError, match="unknown profile 'nope'"):
+        compose("nope", out=tmp_path / "p.yaml", conf=REPO / "conf")
+
+
+@pytest.mark.parametrize("profile,classes", [("paper-cifar10", 10), ("paper-cifar100", 100)])
+def test_paper_profiles_build_the_published_layouts(tmp_path, profile, classes):
+    p = compose(profile, out=tmp_path / "p.yaml", conf=REPO / "conf")
+    assert p.data.dataset == profile.removeprefix("paper-") and p.augment.rotate_deg == 15
+    shape = Shape(3, classes, 32)
+    vgg_t, res_t = build(p.arch["vgg"].teacher, shape), build(p.arch["resnet"].teacher, shape)
+    assert n_params(vgg_t) == pytest.approx(14.7e6, rel=0.01)  # VGG-16-BN on 32x32
+    assert n_params(res_t) == pytest.approx(5.3e6, rel=0.02)  # stem 64, stages 32..256 x (3,4,6,3)
+    for arch in ("vgg", "resnet"):
+        a = p.arch[arch]
+        assert a.student.depths == (1,) * a.teacher.num_blocks and a.student.widths == a.teacher.widths
+        assert (a.distill.loss.w_sync, a.distill.loss.w_recon, a.distill.loss.w_cross) == (1.0, 1.0, 2.0)
+        assert a.train_teacher.lr == 0.01 and a.train_teacher.batch_size == 64 and a.train_teacher.epochs == 100
+
+
+def test_vit_tiny_teacher_matches_the_published_size():
+    cfg = parse_model_config({"family": "vit", "patch_size": 16, "dim": 192, "heads": 3, "depths": [2] * 6})
+    vit = build_model(cfg, in_chans=3, num_classes=100, img_size=224)
+    assert vit.num_blocks == 6 and n_params(vit) == pytest.approx(5.5e6, rel=0.02)
