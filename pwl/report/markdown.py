@@ -43,17 +43,18 @@ def build(params, env: dict, summary: pd.DataFrame, per_arch: dict, walls: pd.Da
         rows.append({"arch": arch, **d.loss.model_dump(), "init_student": d.init_student,
                      "distill_epochs": d.optim.epochs, "select_on": d.select_on})
     out += [md(pd.DataFrame(rows)), "",
-            "Published defaults: " + ", ".join(f"{k}={v}" for k, v in PUBLISHED_LOSS.items()) + ". "
-            "On a CPU budget of a few epochs the published weights let the alignment terms (sync, recon, "
-            "cross) outweigh the task loss and cost the student several points, so the default profile uses "
-            "smaller alignment weights, ramps them in over the first `aux_ramp` of training, trains the prefix "
-            "states directly (`cross_mode: all`), and keeps the student's BatchNorm statistics out of the mixed "
-            "passes (`mixed_bn_stats: freeze`). With `init_student: scratch` distillation starts from the "
-            "scratch baseline's weights (as the paper starts its ViT student from a pretrained student): the "
-            "PWL student has then seen `train_student.epochs + distill_epochs` epochs, the baseline only the "
-            "first, so `pwl_vs_scratch` measures whether PWL training *keeps* the student competitive, not "
-            "whether distillation beats a longer-trained baseline. The paper profiles keep the published values.",
-            ""]
+            "Published defaults: " + ", ".join(f"{k}={v}" for k, v in PUBLISHED_LOSS.items()) + ", student from "
+            "random init. What differs here, and why: `cross_mode: all` trains the prefix states directly (the "
+            "order that matters on a device, and cheaper per step than `random`); `aux_ramp` lets the alignment "
+            "terms rise over the first part of distillation so the student is not pulled off its task at once; "
+            "`mixed_bn_stats: eval` runs the student's BatchNorm with its running statistics inside mixed passes, "
+            "so every mixed state is trained exactly as it is served (with batch statistics, the converted "
+            "teacher features met different statistics at inference and the first prefix state dipped by 2-3 "
+            "points; see the sweep in the top-level README). With `init_student: scratch` distillation starts "
+            "from the scratch baseline's weights (as the paper starts its ViT student from a pretrained student): "
+            "the PWL student has then trained for `train_student.epochs + distill_epochs` epochs in all, the "
+            "baseline for the first number only, so `pwl_vs_scratch` measures whether PWL training *keeps* the "
+            "student competitive, not whether distillation beats an equally long-trained baseline.", ""]
     for arch, parts in per_arch.items():
         out += [f"## {arch}", "", f"![{arch} loading orders](figures/{arch}_loading.png)", "",
                 f"Teacher {parts['teacher_params']:,} parameters, student {parts['student_params']:,}, converters "
@@ -67,8 +68,9 @@ def build(params, env: dict, summary: pd.DataFrame, per_arch: dict, walls: pd.Da
     out += ["## Training curves", "", "![training curves](figures/training_curves.png)", "",
             "Validation score per epoch: accuracy for teacher and scratch student; for PWL the selection score "
             "(`select_on`).", "",
-            "## Stage wall times", "", "Each stage's own process time as it recorded it (imports included; DVC's "
-            "own bookkeeping between stages is not counted).", "", md(walls, ".1f"),
+            "## Stage wall times", "", "Each stage's own time from the start of its work to its end, as the stage "
+            "recorded it. Not included: Python imports (about 4.5 s per stage process: torch, timm, DVCLive) and "
+            "DVC's bookkeeping between stages, together about 2-3 minutes for the whole pipeline.", "", md(walls, ".1f"),
             "", f"Total: **{walls['wall_s'].sum() / 60:.1f} min** on {env['cpu_count']} CPU core(s), "
             f"{env['torch_threads']} torch thread(s).", ""]
     same = params.data.dataset in ("cifar10", "cifar100")
