@@ -24,7 +24,8 @@ def run():
         prefix = ref[ref.table == "prefix"].set_index("paper_order")
         gains = {c: prefix.loc["TTTT", f"paper_{c}"] - prefix.loc["SSSS", f"paper_{c}"] for c in ("cifar10", "cifar100")}
         paper[arch] = {"table": ref, "paper_gain": gains, "our_gain": row.pwl_all_T - row.pwl_all_S}
-        curves[arch] = {role: tables.curve(arch, role) for role in ("teacher", "student", "pwl")}
+        curves[arch] = {role: tables.curve(arch, role) for role in ("teacher", "student", "kd", "pwl")
+                        if paths.live_dir(arch, role).exists()}
     figures.training_curves(curves, fig_dir / "training_curves.png")
     loadsim = {}
     if params.loadsim is not None:

@@ -18,6 +18,9 @@ def verdict(row) -> str:
                 f"({'meets' if row.gap_ok else 'MISSES'} >= {tables.MIN_TEACHER_GAP})")
     msgs.append(f"PWL all-S vs scratch student {row.pwl_vs_scratch:+.2f} pt "
                 f"({'meets' if row.student_ok else 'MISSES'} >= -{tables.MAX_STUDENT_DEFICIT})")
+    if not pd.isna(row.pwl_vs_kd):
+        msgs.append(f"PWL all-S vs vanilla KD of the same budget {row.pwl_vs_kd:+.2f} pt (what the alignment terms "
+                    "cost the student)")
     msgs.append(f"worst step along the prefix order {row.prefix_worst_dip:+.2f} pt "
                 f"({'no dip beyond' if row.prefix_ok else 'DIP beyond'} {tables.MAX_PREFIX_DIP})")
     return "; ".join(msgs)
@@ -33,6 +36,9 @@ def build(params, env: dict, summary: pd.DataFrame, per_arch: dict, walls: pd.Da
     for row in summary.itertuples():
         out.append(f"- **{row.arch}**: {verdict(row)}.")
     out += ["", "Columns: `teacher`/`scratch_student` are the models trained from scratch with cross-entropy; "
+            "`kd_student` is vanilla knowledge distillation (hard + soft terms only) with the PWL student's "
+            "budget, initialisation, alpha and temperature, so `pwl_vs_kd` is what PWL's alignment terms cost "
+            "(or gain) the student; "
             "`pwl_all_S` is the distilled student (all blocks S), `pwl_all_T` the mixed model with every block "
             "from the teacher (must equal `teacher`); `prefix_worst_dip` is the most negative step along "
             "SSS..S -> TSS..S -> ... -> TTT..T (0 = monotone).", ""]

@@ -31,8 +31,10 @@ def summary(archs: list[str]) -> pd.DataFrame:
         all_s, all_t = 100 * ev["all_student_test"], 100 * ev["all_teacher_test"]
         prefix = [100 * v for v in ev["prefix_test"].values()]
         dip = min(0.0, min(b - a for a, b in zip(prefix, prefix[1:])))
-        rows.append({"arch": arch, "teacher": t, "scratch_student": s, "teacher_gap": t - s,
-                     "pwl_all_S": all_s, "pwl_vs_scratch": all_s - s, "pwl_all_T": all_t,
+        kd = 100 * read_json(paths.metrics(arch, "kd"))["test_acc"] if paths.metrics(arch, "kd").exists() else None
+        rows.append({"arch": arch, "teacher": t, "scratch_student": s, "teacher_gap": t - s, "kd_student": kd,
+                     "pwl_all_S": all_s, "pwl_vs_scratch": all_s - s,
+                     "pwl_vs_kd": None if kd is None else all_s - kd, "pwl_all_T": all_t,
                      "prefix_worst_dip": dip, "prefix_mean": sum(prefix) / len(prefix),
                      "gap_ok": t - s >= MIN_TEACHER_GAP, "student_ok": all_s - s >= -MAX_STUDENT_DEFICIT,
                      "prefix_ok": dip >= -MAX_PREFIX_DIP})
@@ -58,8 +60,8 @@ def wall_times(archs: list[str], devices: list[str] = ()) -> pd.DataFrame:
     """Each stage's own wall time (process start to end, imports included), as the stage recorded it."""
     rows = [{"stage": "prepare", "wall_s": read_json(paths.METRICS / "prepare.json")["wall_s"]}]
     for arch in archs:
-        for role, stage in (("teacher", "train_teacher"), ("student", "train_student"), ("pwl", "distill"),
-                            ("eval", "evaluate"), ("export", "export")):
+        for role, stage in (("teacher", "train_teacher"), ("student", "train_student"), ("kd", "kd"),
+                            ("pwl", "distill"), ("eval", "evaluate"), ("export", "export")):
             if paths.metrics(arch, role).exists():
                 rows.append({"stage": f"{stage}@{arch}", "wall_s": read_json(paths.metrics(arch, role))["wall_s"]})
         for dev in devices:
@@ -130,6 +132,7 @@ def key_metrics(summary: pd.DataFrame, loadsim: dict) -> dict:
     out = {}
     for row in summary.itertuples():
         out[row.arch] = {"teacher": round(row.teacher, 2), "student": round(row.scratch_student, 2),
+                         **({} if pd.isna(row.kd_student) else {"kd": round(row.kd_student, 2)}),
                          "pwl_all_S": round(row.pwl_all_S, 2), "prefix_mean": round(row.prefix_mean, 2),
                          "prefix_dip": round(row.prefix_worst_dip, 2)}
         for dev, m in loadsim.get(row.arch, {}).items():
