@@ -6,6 +6,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from .errors import PWLError
+from .mixing import check_pairing
 from .models import families, parse_model_config
 
 DATASETS = ("fashion-mnist", "cifar10", "cifar100")
@@ -84,15 +85,12 @@ class ArchConfig(Section):
         t, s = self.teacher, self.student
         if t.family != s.family:
             raise ValueError(f"teacher is {t.family!r} but student is {s.family!r}: both must be one family")
-        if t.num_blocks != s.num_blocks:
-            raise ValueError(f"teacher has {t.num_blocks} blocks but student has {s.num_blocks}: "
-                             "block i of one must replace block i of the other, so give both the same count")
         if t.num_blocks < 2:
             raise ValueError("PWL needs at least 2 blocks")
-        wider = [i + 1 for i, (a, b) in enumerate(zip(t.block_widths(), s.block_widths())) if b > a]
-        if wider:
-            raise ValueError(f"student is wider than the teacher at block(s) {wider}: "
-                             "make every student width <= the teacher's")
+        try:  # the same pairing rule the converters enforce: equal block counts, student never wider
+            check_pairing(t.block_widths(), s.block_widths())
+        except PWLError as e:
+            raise ValueError(f"{e.what}: {e.fix}") from None
         if t.family == "vit" and t.patch_size != s.patch_size:
             raise ValueError("vit teacher and student need the same patch_size (the embedder is swapped with block 1)")
         return self

@@ -14,10 +14,11 @@ def run():
     summary.to_csv(tab_dir / "summary.csv", index=False, float_format="%.3f")
     per_arch, paper, curves = {}, {}, {}
     for arch, row in zip(params.archs, summary.itertuples()):
-        orders, ev = tables.orders(arch), tables.read_json(paths.metrics(arch, "eval"))
+        states, ev = tables.states(arch), tables.read_json(paths.metrics(arch, "eval"))
+        orders = tables.orders(states)
         orders.to_csv(tab_dir / f"orders_{arch}.csv", index=False, float_format="%.3f")
         figures.loading_orders(orders, row.teacher, row.scratch_student, arch, fig_dir / f"{arch}_loading.png")
-        per_arch[arch] = {**ev, "orders": orders, "states": tables.states(arch)}
+        per_arch[arch] = {**ev, "orders": orders, "states": states}
         family = params.arch[arch].teacher.family
         ref = tables.paper_comparison(tables.REFERENCE, family, params.data.dataset, per_arch[arch]["states"])
         ref.to_csv(tab_dir / f"paper_{arch}.csv", index=False, float_format="%.2f")

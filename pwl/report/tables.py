@@ -28,14 +28,12 @@ def summary(archs: list[str]) -> pd.DataFrame:
     for arch in archs:
         r = arch_results(arch)
         t, s, ev = 100 * r["teacher"]["test_acc"], 100 * r["student"]["test_acc"], r["eval"]
-        all_s, all_t = 100 * ev["all_student_test"], 100 * ev["all_teacher_test"]
-        prefix = [100 * v for v in ev["prefix_test"].values()]
-        dip = min(0.0, min(b - a for a, b in zip(prefix, prefix[1:])))
+        all_s, all_t, dip = 100 * ev["all_student_test"], 100 * ev["all_teacher_test"], 100 * ev["prefix_worst_dip"]
         kd = 100 * read_json(paths.metrics(arch, "kd"))["test_acc"] if paths.metrics(arch, "kd").exists() else None
         rows.append({"arch": arch, "teacher": t, "scratch_student": s, "teacher_gap": t - s, "kd_student": kd,
                      "pwl_all_S": all_s, "pwl_vs_scratch": all_s - s,
                      "pwl_vs_kd": None if kd is None else all_s - kd, "pwl_all_T": all_t,
-                     "prefix_worst_dip": dip, "prefix_mean": sum(prefix) / len(prefix),
+                     "prefix_worst_dip": dip, "prefix_mean": 100 * ev["prefix_mean_test"],
                      "gap_ok": t - s >= MIN_TEACHER_GAP, "student_ok": all_s - s >= -MAX_STUDENT_DEFICIT,
                      "prefix_ok": dip >= -MAX_PREFIX_DIP})
     return pd.DataFrame(rows)
@@ -47,9 +45,9 @@ def states(arch: str) -> pd.DataFrame:
     return df
 
 
-def orders(arch: str) -> pd.DataFrame:
+def orders(states_df: pd.DataFrame) -> pd.DataFrame:
     """Prefix and suffix orders side by side, indexed by the number of teacher blocks loaded."""
-    df = states(arch).set_index("state")
+    df = states_df.set_index("state")
     n = len(df.index[0])
     return pd.DataFrame({"teacher_blocks": range(n + 1),
                          "prefix_state": prefix_order(n), "prefix_test_acc": df.loc[prefix_order(n), "test_acc"].values,
