@@ -25,7 +25,8 @@ def save_weights(path: Path, state: dict, meta: dict) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
-    save_file({k: v.contiguous() for k, v in state.items()}, str(tmp), metadata={"pwl": json.dumps(meta)})
+    save_file({k: v.detach().cpu().contiguous() for k, v in state.items()}, str(tmp),  # NCHW, host
+              metadata={"pwl": json.dumps(meta)})
     os.replace(tmp, path)
 
 

@@ -9,7 +9,7 @@ from .errors import PWLError
 from .mixing import check_pairing
 from .models import families, parse_model_config
 
-DATASETS = ("fashion-mnist", "cifar10", "cifar100")
+DATASETS = ("fashion-mnist", "cifar10", "cifar100", "imagefolder")
 
 
 class Section(BaseModel):
@@ -24,6 +24,15 @@ class DataConfig(Section):
     train_limit: int = Field(0, ge=0)  # 0 = every remaining training image
     test_limit: int = Field(0, ge=0)  # 0 = the whole test set
     image_size: int = Field(32, gt=0)  # images are zero-padded (centred) up to this size
+    channels: Literal[1, 3] = 3  # imagefolder only: 3 = RGB, 1 = grayscale (the other datasets keep their own)
+    resize: bool = True  # imagefolder only: bilinear resize to image_size^2; false = zero-pad, as the others
+
+    @model_validator(mode="after")
+    def _imagefolder_root(self):
+        if self.dataset == "imagefolder" and not self.root:
+            raise ValueError("data.dataset=imagefolder needs data.root: a directory with train/<class>/ and "
+                             "test/<class>/ image folders (there is nothing to download)")
+        return self
 
 
 class AugmentConfig(Section):
@@ -61,7 +70,9 @@ class DistillConfig(Section):
     optim: OptimConfig
     loss: LossConfig = LossConfig()
     converter_lr_scale: float = Field(0.2, gt=0)
-    init_student: Literal["random", "scratch"] = "random"  # "scratch": start from the train_student weights
+    # "random": a fresh student; "scratch": start from the train_student weights; "pretrained": from the weights
+    # the student config names (`pretrained` / `pretrained_file`, as the paper's ViT student)
+    init_student: Literal["random", "scratch", "pretrained"] = "random"
     select_on: Literal["student", "prefix_mean"] = "prefix_mean"  # validation score that picks the epoch
 
 
@@ -91,6 +102,10 @@ class ArchConfig(Section):
             check_pairing(t.block_widths(), s.block_widths())
         except PWLError as e:
             raise ValueError(f"{e.what}: {e.fix}") from None
+        if self.distill.init_student == "pretrained" and not (getattr(s, "pretrained", None)
+                                                              or getattr(s, "pretrained_file", None)):
+            raise ValueError("distill.init_student is pretrained but the student names no pretrained weights "
+                             "(set student.pretrained or student.pretrained_file, or init_student: random)")
         if t.family == "vit" and t.patch_size != s.patch_size:
             raise ValueError("vit teacher and student need the same patch_size (the embedder is swapped with block 1)")
         return self
@@ -125,6 +140,24 @@ class LoadsimConfig(Section):
         return make_profile({"name": name, **self.devices[name]})
 
 
+class ComputeConfig(Section):
+    """Where training and evaluation run. Under `torchrun --nproc_per_node K` the training stages run K
+    data-parallel processes (DDP; the batch sizes stay global); only rank 0 writes outputs."""
+    device: Literal["auto", "cpu", "cuda"] = "auto"  # auto = CUDA when PyTorch sees a GPU
+    amp: bool = True  # CUDA only: autocast in bfloat16 (float16 + gradient scaling on GPUs without bf16)
+    channels_last: bool = True  # CUDA only: CNN weights and batches in NHWC, what tensor cores want
+    data_on_device: bool = True  # CUDA: whole uint8 splits on the GPU; false = pinned host memory, async copies
+    # how dvc.yaml starts the training stages: "python", or "torchrun --standalone --nproc_per_node=K" for DDP
+    launcher: str = "python"
+
+    @field_validator("launcher")
+    @classmethod
+    def _launcher(cls, v):
+        if v.split()[:1] not in (["python"], ["torchrun"]):
+            raise ValueError(f"launcher {v!r} must start with python or torchrun")
+        return v
+
+
 class EvalConfig(Section):
     batch_size: int = Field(1000, gt=0)
 
@@ -133,6 +166,7 @@ class Params(Section):
     profile: str = "default"
     seed: int = 0
     threads: int = Field(0, ge=0)  # 0 = every core
+    compute: ComputeConfig = ComputeConfig()
     data: DataConfig = DataConfig()
     augment: AugmentConfig = AugmentConfig()
     archs: list[str]
@@ -152,8 +186,8 @@ class Params(Section):
                 if m.family == "vgg" and size % 2 ** m.num_blocks:
                     raise ValueError(f"arch.{name}.{role}: image_size {size} is not divisible by 2^{m.num_blocks} "
                                      "(VGG max-pools once per block)")
-                if m.family == "vit" and size % m.patch_size:
-                    raise ValueError(f"arch.{name}.{role}: image_size {size} is not divisible by "
+                if m.family == "vit" and (m.input_size or size) % m.patch_size:
+                    raise ValueError(f"arch.{name}.{role}: input size {m.input_size or size} is not divisible by "
                                      f"patch_size {m.patch_size}")
         return self
 

@@ -4,10 +4,12 @@ import json
 import os
 import sys
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
 
+from .compute import shutdown
 from .config import Params, load_params
 from .errors import PWLError
 from .train import set_threads
@@ -51,6 +53,21 @@ def main(fn) -> None:
     except PWLError as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)
+    finally:
+        shutdown()  # leave the torchrun process group cleanly (a no-op in a plain process)
+
+
+@contextmanager
+def epoch_logger(path: Path, write: bool = True):
+    """A DVCLive log with one step per epoch, yielding the `on_epoch` callback; a no-op where `write` is
+    false (DDP ranks other than 0 must not write)."""
+    if not write:
+        yield lambda rec: None
+        return
+    from dvclive import Live
+    live = Live(str(path), save_dvc_exp=False, dvcyaml=None)
+    yield lambda rec: log_epoch(live, rec)
+    live.end()
 
 
 def log_epoch(live, rec: dict) -> None:

@@ -3,6 +3,7 @@ import pandas as pd
 
 from pwl import paths
 from pwl.build import load_trained_mixed
+from pwl.compute import Compute, make_compute
 from pwl.data import Normalizer, load_prepared
 from pwl.evaluation import block_bytes, state_accuracies
 from pwl.stage import elapsed, main, setup, write_json
@@ -14,10 +15,12 @@ def run():
     cfg = params.for_arch(args.arch)
     ds = load_prepared(paths.DATA)
     norm = Normalizer(ds.manifest["mean"], ds.manifest["std"])
-    mixed = load_trained_mixed(args.arch, cfg, ds)
+    compute = make_compute(params.compute)
+    compute = Compute(compute.device, channels_last=compute.channels_last)  # one process, float32
+    mixed = compute.module(load_trained_mixed(args.arch, cfg, ds))
     states = all_states(mixed.num_blocks)
-    acc = {split: state_accuracies(mixed, states, getattr(ds, split), norm, params.eval.batch_size)
-           for split in ("val", "test")}
+    acc = {split: state_accuracies(mixed, states, compute.split(getattr(ds, split)), norm, params.eval.batch_size,
+                                   compute) for split in ("val", "test")}
     table = pd.DataFrame({"state": states, "label": [label(s) for s in states],
                           "teacher_blocks": [s.count(TEACHER) for s in states],
                           "val_acc": [acc["val"][s] for s in states], "test_acc": [acc["test"][s] for s in states]})

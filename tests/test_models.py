@@ -4,12 +4,14 @@ from types import SimpleNamespace
 import pytest
 import torch
 from pydantic import ValidationError
+from safetensors.torch import save_file
+from timm.models.vision_transformer import VisionTransformer
 
 from conftest import IN_CHANS, NUM_CLASSES, PAIRS, arch_config, batch, make_net
 from pwl.build import build_mixed, distilled_parts, freeze
 from pwl.errors import PWLError
 from pwl.evaluation import block_bytes
-from pwl.models import build_model, families, get_family, parse_model_config
+from pwl.models import build_model, families, get_family, init_pretrained, parse_model_config
 from pwl.models.resnet import ResNetConfig
 from pwl.models.vgg import VGGConfig
 from pwl.models.vit import ViTConfig
@@ -145,8 +147,46 @@ def test_vit_pretrained_file_loads_all_but_the_classifier(tmp_path):
     src = _timm_vit(raw, img)
     path = tmp_path / "vit.pth"
     torch.save(src.state_dict(), path)
-    net = make_net({**raw, "pretrained_file": str(path)}, img, seed=0)
-    fresh = make_net(raw, img, seed=0)
+    cfg = parse_model_config({**raw, "pretrained_file": str(path)})
+    net, fresh = make_net(raw, img, seed=0), make_net(raw, img, seed=0)
+    assert init_pretrained(net, cfg) == f"file:{path}"
     assert torch.equal(net.blocks[1][0].attn.qkv.weight, src.blocks[2].attn.qkv.weight)
     assert torch.equal(net.embed.pos_embed, src.pos_embed) and torch.equal(net.head.norm.weight, src.norm.weight)
     assert torch.equal(net.head.fc.weight, fresh.head.fc.weight)  # the classifier keeps its own init
+    assert init_pretrained(fresh, parse_model_config(raw)) is None  # no pretrained weights named: untouched
+
+
+def test_vit_pretrained_into_shallower_student_at_other_size(tmp_path):
+    """A 12-layer, 3-channel, 224x224 ViT-Tiny-shaped checkpoint initialises a 6-layer student on 1-channel
+    32x32 images resized to 48: every other layer, pos_embed resampled, patch filters summed over RGB."""
+    src = VisionTransformer(img_size=32, patch_size=8, in_chans=3, num_classes=7, embed_dim=16, depth=12,
+                            num_heads=2, mlp_ratio=2.0)
+    path = tmp_path / "tiny12.safetensors"
+    save_file({k: v.contiguous() for k, v in src.state_dict().items()}, str(path))
+    raw = {"family": "vit", "patch_size": 8, "dim": 16, "heads": 2, "mlp_ratio": 2.0, "depths": [1] * 6,
+           "input_size": 48, "pretrained_file": str(path)}
+    cfg = parse_model_config(raw)
+    net = build_model(cfg, in_chans=1, num_classes=5, img_size=32)
+    init_pretrained(net, cfg)
+    for j in range(6):  # layers 2, 4, ..., 12 of the source (indices 1, 3, ..., 11)
+        assert torch.equal(net.blocks[j][0].mlp.fc1.weight, src.blocks[2 * j + 1].mlp.fc1.weight)
+    assert net.embed.pos_embed.shape == (1, 1 + 36, 16)  # 48/8 = 6x6 tokens
+    assert torch.allclose(net.embed.patch_embed.proj.weight, src.patch_embed.proj.weight.sum(1, keepdim=True))
+    x = torch.rand(2, 1, 32, 32)
+    assert net(x).shape == (2, 5)  # resized to 48x48 inside the model
+
+
+def test_vit_pretrained_errors(tmp_path, monkeypatch):
+    raw = {**PAIRS["vit"]["teacher"], "pretrained_file": str(tmp_path / "missing.pth")}
+    net = make_net(PAIRS["vit"]["teacher"], PAIRS["vit"]["img"])
+    with pytest.raises(PWLError, match="does not exist"):
+        init_pretrained(net, parse_model_config(raw))
+    deep = {**PAIRS["vit"]["teacher"], "depths": [4, 4, 4]}  # 12 layers from a 6-layer source: impossible
+    torch.save(_timm_vit(PAIRS["vit"]["teacher"], 8).state_dict(), tmp_path / "six.pth")
+    with pytest.raises(PWLError, match="fewer than the model's 12"):
+        init_pretrained(make_net(deep, 8), parse_model_config({**deep, "pretrained_file": str(tmp_path / "six.pth")}))
+    import huggingface_hub.constants
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)  # no internet, and no retries
+    with pytest.raises(PWLError, match="(?s)could not fetch timm's pretrained weights.*pretrained_file="):
+        init_pretrained(net, parse_model_config({**PAIRS["vit"]["teacher"],
+                                                 "pretrained": "vit_tiny_patch16_224.augreg_in21k_ft_in1k"}))

@@ -78,7 +78,7 @@ CASES = [
      "vit teacher and student need the same patch_size"),
     ("vit-patch-size", "train.py", ["--arch", "vit", "--role", "teacher"],
      (("arch.vit.teacher.patch_size", 5), ("arch.vit.student.patch_size", 5)),
-     "image_size 32 is not divisible by patch_size 5"),
+     "input size 32 is not divisible by patch_size 5"),
     ("unknown-dataset", "prepare.py", [], ("data.dataset", "mnist"), "data.dataset: Input should be"),
     ("zero-bandwidth", "loadsim.py", ["--arch", "vgg", "--device", "sdcard"],
      ("loadsim.devices.sdcard.read_bandwidth", 0), "read_bandwidth"),

@@ -12,14 +12,15 @@ class Family:
     name: str
     config: type[BaseModel]  # pydantic schema of the family's options
     build: Callable  # build(cfg, in_chans, num_classes, img_size) -> BlockNet
+    pretrained: Callable | None = None  # pretrained(net, cfg) -> source description; loads weights in place
 
 
 _FAMILIES: dict[str, Family] = {}
 
 
-def register(name: str, config: type[BaseModel]):
+def register(name: str, config: type[BaseModel], pretrained: Callable | None = None):
     def deco(fn):
-        _FAMILIES[name] = Family(name, config, fn)
+        _FAMILIES[name] = Family(name, config, fn, pretrained)
         return fn
 
     return deco
@@ -44,3 +45,14 @@ def parse_model_config(raw: dict) -> BaseModel:
 
 def build_model(cfg: BaseModel, in_chans: int, num_classes: int, img_size: int):
     return get_family(cfg.family).build(cfg, in_chans=in_chans, num_classes=num_classes, img_size=img_size)
+
+
+def init_pretrained(net, cfg: BaseModel) -> str | None:
+    """Load the pretrained weights a model config names (`pretrained` / `pretrained_file`), if any; returns
+    where they came from. Only the training stage calls this: later stages load the trained weights."""
+    if not (getattr(cfg, "pretrained", None) or getattr(cfg, "pretrained_file", None)):
+        return None
+    family = get_family(cfg.family)
+    if family.pretrained is None:
+        raise PWLError(f"family {cfg.family!r} has no pretrained weights loader", "remove pretrained from its config")
+    return family.pretrained(net, cfg)

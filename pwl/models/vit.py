@@ -1,11 +1,16 @@
-"""ViT built by timm, regrouped into PWL blocks: patch embedding -> N groups of layers -> norm + CLS head."""
+"""ViT built by timm, regrouped into PWL blocks: patch embedding -> N groups of layers -> norm + CLS head.
+ImageNet-pretrained weights (timm's hub, or a local file) initialise it as the paper fine-tunes ViT-Tiny."""
+import re
+from pathlib import Path
 from typing import Literal, Optional
 
 import torch
+import torch.nn.functional as F
 from pydantic import model_validator
 from timm.models.vision_transformer import VisionTransformer
 from torch import nn
 
+from ..errors import PWLError
 from .blocknet import BlockNet
 from .common import FamilyConfig
 from .registry import register
@@ -19,7 +24,9 @@ class ViTConfig(FamilyConfig):
     mlp_ratio: float = 4.0
     depths: tuple[int, ...] = (2, 2, 2, 2, 2, 2)  # transformer layers per PWL block (ViT-Tiny teacher)
     drop_path: float = 0.0
-    pretrained_file: Optional[str] = None  # local timm weights (.safetensors/.pth) to start from
+    input_size: Optional[int] = None  # images are resized to this inside the model (paper: 224); None = as stored
+    pretrained: Optional[str] = None  # timm model name to start from, e.g. vit_tiny_patch16_224.augreg_in21k_ft_in1k
+    pretrained_file: Optional[str] = None  # local weights (.safetensors/.pth/.bin, timm layout); wins over pretrained
 
     @model_validator(mode="after")
     def _dims(self):
@@ -32,13 +39,17 @@ class ViTConfig(FamilyConfig):
 
 
 class ViTEmbed(nn.Module):
-    """timm's patch embedding + class token + learned position embedding."""
+    """(Resize to the ViT's input size,) timm's patch embedding + class token + learned position embedding.
+    Resizing here keeps the prepared data compact (32x32 uint8) while the ViT sees 224x224, as published."""
 
-    def __init__(self, vit: VisionTransformer):
+    def __init__(self, vit: VisionTransformer, input_size: Optional[int] = None):
         super().__init__()
+        self.input_size = input_size
         self.patch_embed, self.cls_token, self.pos_embed = vit.patch_embed, vit.cls_token, vit.pos_embed
 
     def forward(self, x):
+        if self.input_size and x.shape[-1] != self.input_size:
+            x = F.interpolate(x, size=(self.input_size, self.input_size), mode="bilinear", align_corners=False)
         x = self.patch_embed(x)
         x = torch.cat([self.cls_token.expand(x.shape[0], -1, -1), x], dim=1)
         return x + self.pos_embed
@@ -55,31 +66,98 @@ class ViTHead(nn.Module):
         return self.fc(self.norm(x)[:, 0])
 
 
-def load_pretrained(vit: VisionTransformer, path: str) -> None:
-    """Load timm ViT weights from a local file, skipping the classifier and resizing position embeddings."""
-    from timm.models.vision_transformer import checkpoint_filter_fn
+def _timm_state(cfg: ViTConfig) -> tuple[dict, str]:
+    """The pretrained state dict in timm's naming, from the local file or timm's hub."""
+    if cfg.pretrained_file:
+        path = Path(cfg.pretrained_file)
+        if not path.is_file():
+            raise PWLError(f"pretrained_file {path} does not exist",
+                           "point arch.<arch>.<role>.pretrained_file at a timm ViT weights file, or set it to null")
+        try:
+            if path.suffix == ".safetensors":
+                from safetensors.torch import load_file
+                state = load_file(str(path))
+            else:
+                state = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as e:
+            raise PWLError(f"pretrained_file {path} is unreadable ({e})", "download it again") from None
+        return state.get("model", state) if isinstance(state, dict) else state, f"file:{path}"
+    import timm
+    try:
+        src = timm.create_model(cfg.pretrained, pretrained=True)
+    except Exception as e:
+        raise PWLError(
+            f"could not fetch timm's pretrained weights {cfg.pretrained!r} ({type(e).__name__}: {str(e)[:200]})",
+            f"offline? On a machine with internet run `python -c \"import timm; timm.create_model('{cfg.pretrained}', "
+            "pretrained=True)\"` and copy ~/.cache/huggingface here, or download the model's .safetensors and set "
+            "arch.<arch>.<role>.pretrained_file=/path/to/model.safetensors") from None
+    return src.state_dict(), f"timm:{cfg.pretrained}"
 
-    if path.endswith(".safetensors"):
-        from safetensors.torch import load_file
-        state = load_file(path)
-    else:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    state = checkpoint_filter_fn(state, vit)
-    state = {k: v for k, v in state.items() if not k.startswith("head.")}
-    vit.load_state_dict(state, strict=False)
+
+def _layer_map(n_src: int, depths) -> dict[int, str]:
+    """Source layer -> our `blocks.<block>.<layer>` name. A shallower model takes evenly spaced layers
+    (6 of 12: layers 2, 4, ..., 12), the layer-dropping initialisation of DistilBERT-style students."""
+    n = sum(depths)
+    if n > n_src:
+        raise PWLError(f"the pretrained ViT has {n_src} layers, fewer than the model's {n}",
+                       "use a deeper pretrained model or fewer layers (depths)")
+    ours = [f"blocks.{b}.{k}" for b, d in enumerate(depths) for k in range(d)]
+    return {round((j + 1) * n_src / n) - 1: name for j, name in enumerate(ours)}
 
 
-@register("vit", ViTConfig)
+def load_pretrained(net: BlockNet, cfg: ViTConfig) -> str:
+    """Initialise a PWL ViT from timm ViT weights: layers remapped into blocks, position embedding resampled
+    to the token grid, patch filters adapted to the input channels, classifier left fresh."""
+    from timm.layers import resample_abs_pos_embed
+    from timm.models import adapt_input_conv
+
+    state, source = _timm_state(cfg)
+    n_src = 1 + max((int(m.group(1)) for k in state if (m := re.match(r"blocks\.(\d+)\.", k))), default=-1)
+    layers = _layer_map(n_src, cfg.depths)
+    ours = {}
+    for k, v in state.items():
+        if m := re.match(r"blocks\.(\d+)\.(.*)", k):
+            if int(m.group(1)) in layers:
+                ours[f"{layers[int(m.group(1))]}.{m.group(2)}"] = v
+        elif k.startswith(("patch_embed.", "cls_token", "pos_embed")):
+            ours["embed." + k] = v
+        elif k.startswith("norm."):
+            ours["head." + k] = v
+    target = net.state_dict()
+    if "embed.pos_embed" not in ours or ours["embed.pos_embed"].shape[-1] != cfg.dim:
+        raise PWLError(f"{source} is not a ViT of width {cfg.dim} (no matching pos_embed)",
+                       "use pretrained weights of the same embedding dim as the model config")
+    grid = net.embed.patch_embed.grid_size
+    ours["embed.pos_embed"] = resample_abs_pos_embed(ours["embed.pos_embed"], list(grid), num_prefix_tokens=1)
+    w = ours["embed.patch_embed.proj.weight"]
+    want = target["embed.patch_embed.proj.weight"].shape
+    if w.shape[1] != want[1]:
+        w = adapt_input_conv(want[1], w)
+    if w.shape[-2:] != want[-2:]:
+        from timm.layers import resample_patch_embed
+        w = resample_patch_embed(w, list(want[-2:]))
+    ours["embed.patch_embed.proj.weight"] = w
+    bad = [k for k, v in ours.items() if k not in target or target[k].shape != v.shape]
+    if bad:
+        raise PWLError(f"{source} does not fit the model: {bad[:3]} ...",
+                       "the model config (dim, heads, mlp_ratio) must match the pretrained ViT")
+    missing = net.load_state_dict(ours, strict=False).missing_keys
+    fresh = [k for k in missing if not k.startswith("head.fc.")]
+    if fresh:
+        raise PWLError(f"{source} lacks {fresh[:3]} ...", "use a timm VisionTransformer checkpoint")
+    return source
+
+
+@register("vit", ViTConfig, pretrained=load_pretrained)
 def build_vit(cfg: ViTConfig, in_chans: int, num_classes: int, img_size: int) -> BlockNet:
+    img_size = cfg.input_size or img_size
     if img_size % cfg.patch_size:
         raise ValueError(f"vit: image size {img_size} is not divisible by patch size {cfg.patch_size}")
     vit = VisionTransformer(img_size=img_size, patch_size=cfg.patch_size, in_chans=in_chans, num_classes=num_classes,
                             embed_dim=cfg.dim, depth=sum(cfg.depths), num_heads=cfg.heads, mlp_ratio=cfg.mlp_ratio,
                             drop_path_rate=cfg.drop_path, class_token=True, global_pool="token")
-    if cfg.pretrained_file:
-        load_pretrained(vit, cfg.pretrained_file)
     layers, blocks, start = list(vit.blocks), [], 0
     for depth in cfg.depths:
         blocks.append(nn.Sequential(*layers[start:start + depth]))
         start += depth
-    return BlockNet(ViTEmbed(vit), blocks, ViTHead(vit), cfg.block_widths())
+    return BlockNet(ViTEmbed(vit, cfg.input_size), blocks, ViTHead(vit), cfg.block_widths())

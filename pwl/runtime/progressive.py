@@ -41,9 +41,8 @@ def manifest_factory(manifest: dict) -> Callable[[str], BlockNet]:
     cfg = manifest["configs"]
 
     def build(role: str) -> BlockNet:
-        raw = {k: v for k, v in cfg[role].items() if k != "pretrained_file"}  # weights come from the shards
-        with torch.device("meta"):
-            return build_model(parse_model_config(raw), in_chans=cfg["in_chans"], num_classes=cfg["num_classes"],
+        with torch.device("meta"):  # builders never load weights: those come from the shards
+            return build_model(parse_model_config(cfg[role]), in_chans=cfg["in_chans"], num_classes=cfg["num_classes"],
                                img_size=cfg["img_size"])
     return build
 
