@@ -38,7 +38,7 @@ def run():
         "student_params": sum(p.numel() for p in mixed.student.parameters()),
         "converter_params": sum(p.numel() for p in mixed.converters.parameters()),
         "teacher_block_bytes": block_bytes(mixed.teacher), "student_block_bytes": block_bytes(mixed.student),
-        "wall_s": elapsed()})
+        "device": str(compute.device), "wall_s": elapsed()})
 
 
 if __name__ == "__main__":

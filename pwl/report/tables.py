@@ -55,16 +55,19 @@ def orders(states_df: pd.DataFrame) -> pd.DataFrame:
 
 
 def wall_times(archs: list[str], devices: list[str] = ()) -> pd.DataFrame:
-    """Each stage's own wall time (process start to end, imports included), as the stage recorded it."""
-    rows = [{"stage": "prepare", "wall_s": read_json(paths.METRICS / "prepare.json")["wall_s"]}]
+    """Each stage's own wall time (process start to end, imports included) and where it ran, as the stage
+    recorded it (training stages: device and number of DDP processes)."""
+    rows = [{"stage": "prepare", "wall_s": read_json(paths.METRICS / "prepare.json")["wall_s"], "ran_on": "cpu"}]
     for arch in archs:
         for role, stage in (("teacher", "train_teacher"), ("student", "train_student"), ("kd", "kd"),
                             ("pwl", "distill"), ("eval", "evaluate"), ("export", "export")):
             if paths.metrics(arch, role).exists():
-                rows.append({"stage": f"{stage}@{arch}", "wall_s": read_json(paths.metrics(arch, role))["wall_s"]})
+                m = read_json(paths.metrics(arch, role))
+                where = m.get("device", "cpu") + (f" x{m['world_size']}" if m.get("world_size", 1) > 1 else "")
+                rows.append({"stage": f"{stage}@{arch}", "wall_s": m["wall_s"], "ran_on": where})
         for dev in devices:
             m = read_json(paths.loadsim_dir(arch, dev) / "metrics.json")
-            rows.append({"stage": f"loadsim@{arch}-{dev}", "wall_s": m["wall_s"]})
+            rows.append({"stage": f"loadsim@{arch}-{dev}", "wall_s": m["wall_s"], "ran_on": f"cpu ({dev} profile)"})
     return pd.DataFrame(rows)
 
 
