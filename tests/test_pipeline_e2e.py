@@ -40,8 +40,8 @@ def run(cmd, cwd, env):
     return res
 
 
-@pytest.mark.e2e
-def test_smoke_profile_runs_the_real_pipeline(tmp_path):
+def git_workspace(tmp_path: Path) -> tuple[Path, dict]:
+    """A committed copy of the repo (DVC experiments and DVCLive need a commit) and the env to run in it."""
     work = tmp_path / "repo"
     copy_repo(work)
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
@@ -50,6 +50,12 @@ def test_smoke_profile_runs_the_real_pipeline(tmp_path):
     run(["git", "init", "-q"], work, env)
     run(["git", "add", "-A"], work, env)
     run(["git", "commit", "-qm", "snapshot"], work, env)
+    return work, env
+
+
+@pytest.mark.e2e
+def test_smoke_profile_runs_the_real_pipeline(tmp_path):
+    work, env = git_workspace(tmp_path)
     run([sys.executable, "-m", "dvc", "exp", "run", "-S", "profile=smoke"], work, env)
 
     params = (work / "params.yaml").read_text()
@@ -91,3 +97,29 @@ def test_smoke_profile_runs_the_real_pipeline(tmp_path):
     # a second repro has nothing to do: every stage is cached
     out = run([sys.executable, "-m", "dvc", "repro"], work, env).stdout
     assert "didn't change, skipping" in out or "Data and pipelines are up to date" in out
+
+
+@pytest.mark.e2e
+def test_paper_profile_on_a_cifar_folder_compares_with_the_paper(tmp_path):
+    """`-S profile=paper-cifar10` with the published VGG-16-BN layout, cut to one epoch on a few hundred images
+    of a CIFAR-10 folder written in torchvision's layout (no download): the real CIFAR path through every
+    stage, and a report whose "Comparison with the paper" has a difference and a flag per published cell."""
+    from test_data import write_cifar10
+
+    write_cifar10(tmp_path / "cifar", per_batch=100)
+    work, env = git_workspace(tmp_path)
+    overrides = ["profile=paper-cifar10", "archs=[vgg]", f"data.root={tmp_path / 'cifar'}", "data.val_size=100",
+                 "data.train_limit=256", "eval.batch_size=200", "loadsim.profiles=[nvme]", "loadsim.repeats=1",
+                 *(f"arch.vgg.{k}.epochs=1" for k in ("train_teacher", "train_student", "distill.optim"))]
+    run([sys.executable, "-m", "dvc", "exp", "run", *(a for o in overrides for a in ("-S", o))], work, env)
+    manifest = json.loads((work / "data" / "prepared" / "manifest.json").read_text())
+    assert manifest["dataset"] == "cifar10" and manifest["shape"] == [3, 32, 32]
+    assert manifest["source"].startswith("cifar-python:")
+    assert json.loads((work / "reports/metrics/vgg/eval.json").read_text())["teacher_params"] == \
+        pytest.approx(14.7e6, rel=0.01)  # the published VGG-16-BN, not a reduced one
+    report = (work / "reports" / "README.md").read_text()
+    assert "## Comparison with the paper" in report and "`diff` = ours - paper on cifar10" in report
+    table = pd.read_csv(work / "reports" / "tables" / "paper_vgg.csv")
+    assert len(table) == 15 and {"diff", "flag"} <= set(table.columns)
+    assert (table["diff"] - (table["ours"] - table["paper_cifar10"])).abs().max() < 0.01
+    assert (table["flag"].fillna("") == "!").equals(table["diff"].abs() > 1.5)
