@@ -4,7 +4,6 @@ import json
 import os
 from pathlib import Path
 
-import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, safe_open, save_file
 from torch import nn
@@ -57,10 +56,6 @@ def load_weights(path: Path, module: nn.Module, prefix: str = "") -> None:
                        "params changed since it was written: run `dvc repro` to retrain") from None
 
 
-def prefixed(prefix: str, state: dict) -> dict:
-    return {prefix + k: v for k, v in state.items()}
-
-
 def _require(path: Path) -> None:
     if not path.exists():
         raise PWLError(f"checkpoint {path} is missing", "run `dvc repro` to produce it")
@@ -68,4 +63,4 @@ def _require(path: Path) -> None:
 
 def _corrupt(path: Path, err) -> PWLError:
     return PWLError(f"checkpoint {path} is corrupt or truncated ({err})",
-                    f"delete it and run `dvc repro -f` on the stage that writes it")
+                    "delete it and run `dvc repro -f` on the stage that writes it")

@@ -30,12 +30,17 @@ def write_json(path: Path, obj) -> None:
     os.replace(tmp, path)
 
 
-def setup(description: str, with_arch: bool = True, roles: tuple[str, ...] = ()) -> tuple[Params, argparse.Namespace]:
+def setup(description: str, with_arch: bool = True, roles: tuple[str, ...] = (),
+          options: dict[str, str] | None = None) -> tuple[Params, argparse.Namespace]:
+    """Parse the stage's arguments (`options`: more required `--name` -> help), validate params, set threads
+    and the seed."""
     parser = argparse.ArgumentParser(description=description)
     if with_arch:
         parser.add_argument("--arch", required=True, help="an entry of params.yaml `arch`")
     if roles:
         parser.add_argument("--role", choices=roles, required=True)
+    for name, help_text in (options or {}).items():
+        parser.add_argument(f"--{name}", required=True, help=help_text)
     parser.add_argument("--params", default="params.yaml")
     args = parser.parse_args()
     params = load_params(args.params)
@@ -55,6 +60,12 @@ def main(fn) -> None:
         sys.exit(2)
     finally:
         shutdown()  # leave the torchrun process group cleanly (a no-op in a plain process)
+
+
+def training_done(resume_checkpoint: Path) -> None:
+    """Call once the stage's outputs are written: the resume checkpoint has served its purpose, and without
+    it `dvc repro -f` really retrains instead of replaying a finished run."""
+    Path(resume_checkpoint).unlink(missing_ok=True)
 
 
 @contextmanager

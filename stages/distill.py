@@ -10,7 +10,7 @@ from pwl.data import Normalizer, load_prepared
 from pwl.models import init_pretrained
 from pwl.evaluation import state_accuracies
 from pwl.losses import pwl_loss
-from pwl.stage import elapsed, epoch_logger, main, setup, write_json
+from pwl.stage import elapsed, epoch_logger, main, setup, training_done, write_json
 from pwl.states import prefix_order
 from pwl.train import fit
 
@@ -63,6 +63,7 @@ def run():
         "epochs": dcfg.optim.epochs, "resumed_from_epoch": result.resumed_from,
         "converter_params": sum(p.numel() for p in mixed.converters.parameters()),
         "device": str(compute.device), "world_size": compute.world_size, "wall_s": elapsed()})
+    training_done(paths.resume_checkpoint(args.arch, "pwl"))
 
 
 if __name__ == "__main__":

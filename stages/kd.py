@@ -9,7 +9,7 @@ from pwl.compute import make_compute
 from pwl.data import Normalizer, load_prepared
 from pwl.models import init_pretrained
 from pwl.losses import hard_loss, soft_loss
-from pwl.stage import elapsed, epoch_logger, main, setup, write_json
+from pwl.stage import elapsed, epoch_logger, main, setup, training_done, write_json
 from pwl.train import accuracy, fit
 
 
@@ -53,6 +53,7 @@ def run():
         "best_epoch": result.best_epoch, "epochs": d.optim.epochs, "init_student": d.init_student,
         "resumed_from_epoch": result.resumed_from,
         "device": str(compute.device), "world_size": compute.world_size, "wall_s": elapsed()})
+    training_done(paths.resume_checkpoint(args.arch, "kd"))
 
 
 if __name__ == "__main__":

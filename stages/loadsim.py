@@ -1,8 +1,6 @@
 """Stage `loadsim@{arch, device}`: accuracy against time since launch on a throttled device, for
 teacher-only, student-only, PWL in prefix order and PWL in the best validation order; measured (repeated)
 and modelled (bytes / bandwidth + latency + measured compute)."""
-import argparse
-
 import pandas as pd
 
 from pwl import paths
@@ -12,23 +10,15 @@ from pwl.errors import PWLError
 from pwl.runtime import load_state_accuracy, predicted_timeline, read_manifest
 from pwl.runtime.measure import compare_strategies
 from pwl.runtime.simulate import torch_threads
-from pwl.stage import elapsed, main, write_json
-from pwl.config import load_params
-from pwl.train import set_threads
+from pwl.stage import elapsed, main, setup, write_json
 
 
 def run():
-    ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--arch", required=True)
-    ap.add_argument("--device", required=True)
-    ap.add_argument("--params", default="params.yaml")
-    args = ap.parse_args()
-    params = load_params(args.params)
+    params, args = setup(__doc__, options={"device": "an entry of params.yaml `loadsim.devices`"})
     if params.loadsim is None:
         raise PWLError("params.yaml has no `loadsim` section", "add one (see conf/config.yaml)")
     cfg, sim = params.for_arch(args.arch), params.loadsim
     profile = sim.device(args.device)
-    set_threads(params.threads)
     ds = load_prepared(paths.DATA)
     mixed = load_trained_mixed(args.arch, cfg, ds)
     shard_dir = paths.shards(args.arch)

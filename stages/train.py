@@ -8,7 +8,7 @@ from pwl.checkpoints import fingerprint, save_weights
 from pwl.compute import make_compute
 from pwl.data import Normalizer, load_prepared
 from pwl.models import init_pretrained
-from pwl.stage import elapsed, epoch_logger, main, setup, write_json
+from pwl.stage import elapsed, epoch_logger, main, setup, training_done, write_json
 from pwl.train import accuracy, fit
 
 
@@ -46,6 +46,7 @@ def run():
         "best_epoch": result.best_epoch, "epochs": optim.epochs, "resumed_from_epoch": result.resumed_from,
         "params": sum(p.numel() for p in model.parameters()), "pretrained": pretrained,
         "device": str(compute.device), "world_size": compute.world_size, "wall_s": elapsed()})
+    training_done(paths.resume_checkpoint(args.arch, role))
 
 
 if __name__ == "__main__":

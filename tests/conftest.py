@@ -4,7 +4,7 @@ import copy
 import pytest
 import torch
 
-from pwl.build import build_mixed, freeze
+from pwl.build import freeze
 from pwl.config import ArchConfig
 from pwl.mixing import Converters, MixedModel
 from pwl.models import build_model, parse_model_config

@@ -14,10 +14,10 @@ import yaml
 from PIL import Image
 
 from pwl.config import AugmentConfig, DataConfig
-from pwl.data import (FASHION_CLASSES, FASHION_FILES, SPLITS, Normalizer, Split, augment, load_prepared, pad_to,
-                      prepare, split_train_val)
+from pwl.data import SPLITS, Normalizer, Split, augment, load_prepared, pad_to, prepare, split_train_val
 from pwl.errors import PWLError
 from pwl.profile import compose
+from pwl.sources import FASHION_CLASSES, FASHION_FILES
 from pwl.train import Batches
 
 REPO = Path(__file__).resolve().parents[1]

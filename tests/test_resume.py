@@ -69,3 +69,5 @@ def test_sigkill_mid_epoch_then_repro_resumes_to_identical_weights(tmp_path):
     assert a.keys() == b.keys() and all((a[k] == b[k]).all() for k in a)
     for key in ("val_acc", "test_acc", "best_epoch"):
         assert metrics[key] == epoch1[key]
+    # a finished stage leaves no resume checkpoint behind: `dvc repro -f` retrains instead of replaying it
+    assert not (work / "checkpoints" / "vgg" / "teacher.pt").exists()

@@ -119,7 +119,6 @@ def test_fit_resumes_a_finished_run_without_extra_epochs(tmp_path):
     ckpt = tmp_path / "run.pt"
     model = tiny_net()
     fit_plain(model, ckpt)
-    after = {k: v.clone() for k, v in model.state_dict().items()}
     replayed, scores = [], []
     res = fit_plain(tiny_net(seed=9), ckpt, on_epoch=replayed.append, scores=scores)
     assert res.resumed_from == 2 and res.best_epoch == 2 and len(res.history) == 2

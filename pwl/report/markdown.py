@@ -153,7 +153,7 @@ def loadsim_section(params, loadsim: dict) -> list[str]:
            "`mean acc over horizon` = area under the accuracy-vs-time step curve / horizon (0 before the first "
            "answer). `measured vs model` compares the measured time until the model is complete (TTFA for "
            "student-only) with bytes / bandwidth + latency + measured build and compute time.", ""]
-    off, rows = [], []
+    rows = []
     for arch, table in loadsim.items():
         out += [f"### {arch}", "", f"![{arch} load-time curves](figures/{arch}_loadsim.png)", "",
                 md(table.drop(columns=["model_err"])), ""]
