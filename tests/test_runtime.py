@@ -14,6 +14,7 @@ from pwl.runtime import (DeviceProfile, PlainReader, ProgressiveModel, Throttled
                          export_shards, get_profile, load_shard, make_profile, mean_accuracy, model_configs,
                          predicted_timeline, read_manifest, run_requests, teacher_file, time_to_accuracy,
                          time_to_first_answer)
+from pwl.runtime.progressive import FIRST_ANSWER_WAIT_S
 from pwl.runtime.shards import CONVERTERS_FILE, MANIFEST, STUDENT_FILE
 from pwl.states import prefix_order
 
@@ -231,3 +232,23 @@ def test_vit_shards_round_trip(tmp_path):
     with torch.no_grad():
         assert torch.equal(model.predict(x)[0], teacher(x))
     assert (tmp_path / MANIFEST).exists()
+
+
+def test_loader_serves_first_then_loads(setup):
+    """No teacher byte is read until the first answer is out (it would compete with it for the CPU); without
+    any request the loader starts after FIRST_ANSWER_WAIT_S anyway."""
+    model = ProgressiveModel(setup["dir"], FAST, PREFIX).start()
+    time.sleep(0.3)
+    assert [e["event"] for e in model.timeline] == ["launch", "student_ready"]
+    student_bytes = model.timeline[-1]["bytes_read"]
+    assert model.reader.bytes_read == student_bytes
+    model.predict(setup["x"])
+    assert model.wait(10) and model.error is None
+    events = [e["event"] for e in model.timeline]
+    assert events.index("first_answer") < events.index("block_swapped")
+    idle = ProgressiveModel(setup["dir"], FAST, PREFIX).start()
+    assert idle.wait(10) and idle.timeline[-1]["event"] == "teacher_complete"
+    first_read = next(e for e in idle.timeline if e["event"] == "block_swapped")
+    assert first_read["t"] >= FIRST_ANSWER_WAIT_S
+    eager = ProgressiveModel(setup["dir"], FAST, PREFIX, first_answer_wait_s=0).start()  # e.g. to time builds
+    assert eager.wait(10) and next(e for e in eager.timeline if e["event"] == "block_swapped")["t"] < FIRST_ANSWER_WAIT_S

@@ -149,7 +149,8 @@ def loadsim_section(params, loadsim: dict) -> list[str]:
            f"Devices: {devs}; {sim.repeats} runs per strategy, requests of {sim.request_batch} image(s) sent back to "
            "back from launch. Weights are read through a token-bucket reader at the device's bandwidth (plain "
            "reads, no mmap, so the page cache cannot help), each teacher block is built off to the side and "
-           "swapped in between two requests. TTFA = time to first answer; values are medians [min-max] in ms. "
+           "swapped in between two requests; PWL's loader starts once the first answer is out (serve first: on a "
+           "small CPU, building teacher block 1 beside the first request would delay that answer). TTFA = time to first answer; values are medians [min-max] in ms. "
            "`mean acc over horizon` = area under the accuracy-vs-time step curve / horizon (0 before the first "
            "answer). `measured vs model` compares the measured time until the model is complete (TTFA for "
            "student-only) with bytes / bandwidth + latency + measured build and compute time.", ""]

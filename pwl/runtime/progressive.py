@@ -82,6 +82,7 @@ class _Runtime:
         self._live: Optional[tuple[str, MixedModel]] = None
         self._t0: Optional[float] = None
         self._answered = False
+        self._first_answer = threading.Event()
         self._thread: Optional[threading.Thread] = None
 
     def _event(self, event: str, state: Optional[str], **extra) -> None:
@@ -142,8 +143,10 @@ class _Runtime:
         with self._lock:
             first, self._answered = not self._answered, True
             rec = self._record("first_answer", state) if first else None
-        if rec and self.on_event:
-            self.on_event(rec)
+        if rec:
+            self._first_answer.set()
+            if self.on_event:
+                self.on_event(rec)
         return logits, state
 
     def __enter__(self):
@@ -156,16 +159,22 @@ class _Runtime:
         pass
 
 
+FIRST_ANSWER_WAIT_S = 1.0  # longest the teacher loader waits for the first answer before it reads anyway
+
+
 class ProgressiveModel(_Runtime):
-    """PWL at run time: `start()` loads the student and returns; teacher blocks then stream in `order`.
+    """PWL at run time: `start()` loads the student and returns; teacher blocks then stream in `order`,
+    from the moment the first answer is out (see `_load`).
 
     order: states from all-S to all-T adding one teacher block per step, or None to serve the student only.
     factory(role) builds an empty BlockNet for 'teacher'/'student' (default: from the manifest's configs).
     A shard failing verification records an 'error' event and stops loading; the last good state keeps serving.
     """
 
-    def __init__(self, shard_dir: Path, profile, order: Optional[list[str]] = None, **kw):
+    def __init__(self, shard_dir: Path, profile, order: Optional[list[str]] = None,
+                 first_answer_wait_s: float = FIRST_ANSWER_WAIT_S, **kw):
         super().__init__(shard_dir, profile, **kw)
+        self.first_answer_wait_s = first_answer_wait_s
         n = self.num_blocks
         if order is not None:
             order = [parse_state(s, n) for s in order]
@@ -197,6 +206,10 @@ class ProgressiveModel(_Runtime):
         self.wait()
 
     def _load(self) -> None:
+        # Serve first: on 2 cores, reading and building teacher block 1 beside the first request delays the
+        # first answer (GIL, CPU). The loader starts once it is out, or after first_answer_wait_s without one.
+        if self.first_answer_wait_s > 0:
+            self._first_answer.wait(self.first_answer_wait_s)
         try:
             self._load_teacher()
         except Exception as e:  # noqa: BLE001  (any failure: keep serving the last good state)

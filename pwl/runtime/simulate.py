@@ -83,7 +83,8 @@ def predicted_timeline(manifest: dict, profile, strategy: str, order: Optional[l
                        request_s: dict | float = 0.0, build_s: dict | float = 0.0) -> list[dict]:
     """Event times if reading were the only cost, plus measured compute: `request_s` (state -> seconds of one
     request, or one number) is added to the first answer, `build_s` (file name -> seconds to deserialize and
-    build, or one number) after each file. Loading and requests are assumed not to slow each other."""
+    build, or one number) after each file. PWL's teacher loading starts at the first answer (the runtime
+    serves first). Loading and requests are assumed not to slow each other."""
     n, files = manifest["num_blocks"], manifest["files"]
     req = request_s if isinstance(request_s, dict) else None
     build = build_s if isinstance(build_s, dict) else None
@@ -113,6 +114,7 @@ def predicted_timeline(manifest: dict, profile, strategy: str, order: Optional[l
         return out
     if strategy != "pwl" or order is None:
         raise PWLError(f"cannot predict strategy {strategy!r} (order {order})", f"use one of {STRATEGIES}")
+    t = out[-1]["t"]  # the loader starts once the first answer is out
     read(CONVERTERS_FILE)
     for prev, state in zip(order, order[1:]):
         read(teacher_file(next(j for j in range(n) if prev[j] != state[j]) + 1))
@@ -188,7 +190,7 @@ def measure_build_s(shard_dir: Path, profile, order: list[str]) -> dict[str, flo
     `predicted_timeline(build_s=...)`."""
     from .reader import PlainReader
 
-    runtime = ProgressiveModel(shard_dir, profile, order, reader=PlainReader()).start()
+    runtime = ProgressiveModel(shard_dir, profile, order, reader=PlainReader(), first_answer_wait_s=0).start()
     runtime.wait()
     if runtime.error:
         raise runtime.error
