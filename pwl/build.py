@@ -6,7 +6,7 @@ from torch import nn
 from . import paths
 from .checkpoints import load_weights
 from .mixing import Converters, MixedModel
-from .models import BlockNet, build_model
+from .models import BlockNet, build_model, init_pretrained
 
 
 def build(model_cfg, ds) -> BlockNet:
@@ -36,3 +36,13 @@ def load_trained_mixed(arch: str, arch_cfg, ds, pwl_file: Path | None = None) ->
     load_weights(paths.weights(arch, "teacher"), mixed.teacher)
     load_weights(pwl_file or paths.weights(arch, "pwl"), distilled_parts(mixed))
     return freeze(mixed)
+
+
+def init_student(student: BlockNet, arch: str, arch_cfg) -> None:
+    """A distilled student's starting weights (`distill.init_student`): fresh, the scratch baseline's, or the
+    pretrained weights its config names."""
+    how = arch_cfg.distill.init_student
+    if how == "scratch":
+        load_weights(paths.weights(arch, "student"), student)
+    elif how == "pretrained":
+        init_pretrained(student, arch_cfg.student)

@@ -55,6 +55,11 @@ class Compute:
             return Split(split.x.to(self.device), split.y.to(self.device))
         return Split(split.x.pin_memory(), split.y.pin_memory())
 
+    @property
+    def record(self) -> dict:
+        """Where a stage ran, for its metrics file."""
+        return {"device": str(self.device), "world_size": self.world_size}
+
     def batch(self, x: torch.Tensor) -> torch.Tensor:
         """A batch on the device, in the model's memory format."""
         x = x.to(self.device, non_blocking=True)

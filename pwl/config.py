@@ -7,7 +7,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from .errors import PWLError
 from .mixing import check_pairing
-from .models import families, parse_model_config
+from .models import families, names_pretrained, parse_model_config
 
 DATASETS = ("fashion-mnist", "cifar10", "cifar100", "imagefolder")
 
@@ -102,8 +102,7 @@ class ArchConfig(Section):
             check_pairing(t.block_widths(), s.block_widths())
         except PWLError as e:
             raise ValueError(f"{e.what}: {e.fix}") from None
-        if self.distill.init_student == "pretrained" and not (getattr(s, "pretrained", None)
-                                                              or getattr(s, "pretrained_file", None)):
+        if self.distill.init_student == "pretrained" and not names_pretrained(s):
             raise ValueError("distill.init_student is pretrained but the student names no pretrained weights "
                              "(set student.pretrained or student.pretrained_file, or init_student: random)")
         if t.family == "vit" and t.patch_size != s.patch_size:

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Callable
 
 import torch
+import torch.distributed as dist
 from torch import nn
 from tqdm import tqdm
 
@@ -171,14 +172,14 @@ def fit(*, trainable: nn.Module, param_groups: list[dict], loss_fn: Callable, sc
             print(f"[{desc}] ignoring stale checkpoint {ckpt_path} (params or data changed)", flush=True)
     objective = Objective(trainable, loss_fn)
     if compute.distributed:  # broadcasts rank 0's weights, then averages gradients every step
-        from torch.nn.parallel import DistributedDataParallel
-        objective = DistributedDataParallel(objective, find_unused_parameters=find_unused_parameters,
+        objective = nn.parallel.DistributedDataParallel(objective, find_unused_parameters=find_unused_parameters,
                                             device_ids=[compute.device] if compute.device.type == "cuda" else None)
     for rec in best.history:
         on_epoch(rec)
     for epoch in range(start + 1, optim_cfg.epochs + 1):
-        torch.manual_seed(epoch_seed(seed, epoch, compute.rank))  # augmentation, dropout
-        py_rng.seed(epoch_seed(seed, epoch, compute.rank))  # PWL's sampled mixed states
+        rank_seed = epoch_seed(seed, epoch, compute.rank)
+        torch.manual_seed(rank_seed)  # augmentation, dropout
+        py_rng.seed(rank_seed)  # PWL's sampled mixed states
         trainable.train()
         t0, sums, correct, seen = time.perf_counter(), {}, 0, 0
         bar = tqdm(batches.epoch(epoch_seed(seed, epoch)), total=len(batches), mininterval=30, leave=False,
@@ -209,7 +210,6 @@ def fit(*, trainable: nn.Module, param_groups: list[dict], loss_fn: Callable, sc
         print(f"[{desc}] epoch {epoch}: loss {rec['train/loss']:.4f} train acc {rec['train/acc']:.4f} "
               f"val score {val['score']:.4f} ({rec['epoch_s']:.0f}s)", flush=True)
     if compute.distributed:
-        import torch.distributed as dist
         dist.barrier()  # every rank leaves together, after rank 0 has written its last checkpoint
     if compute.is_main:
         trainable.load_state_dict(best.best_state)

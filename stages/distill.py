@@ -3,11 +3,10 @@ Runs under torchrun too (DDP over the student and converters)."""
 import random
 
 from pwl import paths
-from pwl.build import build_mixed, distilled_parts, freeze
+from pwl.build import build_mixed, distilled_parts, freeze, init_student
 from pwl.checkpoints import fingerprint, load_weights, save_weights
 from pwl.compute import make_compute
 from pwl.data import Normalizer, load_prepared
-from pwl.models import init_pretrained
 from pwl.evaluation import state_accuracies
 from pwl.losses import pwl_loss
 from pwl.stage import elapsed, epoch_logger, main, setup, training_done, write_json
@@ -25,10 +24,7 @@ def run():
     mixed = build_mixed(cfg, ds)
     load_weights(paths.weights(args.arch, "teacher"), mixed.teacher)
     freeze(mixed.teacher)
-    if dcfg.init_student == "scratch":
-        load_weights(paths.weights(args.arch, "student"), mixed.student)
-    elif dcfg.init_student == "pretrained":
-        init_pretrained(mixed.student, cfg.student)
+    init_student(mixed.student, args.arch, cfg)
     compute.module(mixed)
     train, val = compute.split(ds.train), compute.split(ds.val)
     parts = distilled_parts(mixed)
@@ -62,7 +58,7 @@ def run():
         "val_score": result.best_score, "select_on": dcfg.select_on, "best_epoch": result.best_epoch,
         "epochs": dcfg.optim.epochs, "resumed_from_epoch": result.resumed_from,
         "converter_params": sum(p.numel() for p in mixed.converters.parameters()),
-        "device": str(compute.device), "world_size": compute.world_size, "wall_s": elapsed()})
+        **compute.record, "wall_s": elapsed()})
     training_done(paths.resume_checkpoint(args.arch, "pwl"))
 
 

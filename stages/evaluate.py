@@ -3,7 +3,7 @@ import pandas as pd
 
 from pwl import paths
 from pwl.build import load_trained_mixed
-from pwl.compute import Compute, make_compute
+from pwl.compute import make_compute
 from pwl.data import Normalizer, load_prepared
 from pwl.evaluation import block_bytes, state_accuracies
 from pwl.stage import elapsed, main, setup, write_json
@@ -15,8 +15,7 @@ def run():
     cfg = params.for_arch(args.arch)
     ds = load_prepared(paths.DATA)
     norm = Normalizer(ds.manifest["mean"], ds.manifest["std"])
-    compute = make_compute(params.compute)
-    compute = Compute(compute.device, channels_last=compute.channels_last)  # one process, float32
+    compute = make_compute(params.compute)  # state_accuracies runs in float32 whatever `compute.amp` says
     mixed = compute.module(load_trained_mixed(args.arch, cfg, ds))
     states = all_states(mixed.num_blocks)
     acc = {split: state_accuracies(mixed, states, compute.split(getattr(ds, split)), norm, params.eval.batch_size,
@@ -38,7 +37,7 @@ def run():
         "student_params": sum(p.numel() for p in mixed.student.parameters()),
         "converter_params": sum(p.numel() for p in mixed.converters.parameters()),
         "teacher_block_bytes": block_bytes(mixed.teacher), "student_block_bytes": block_bytes(mixed.student),
-        "device": str(compute.device), "wall_s": elapsed()})
+        **compute.record, "wall_s": elapsed()})
 
 
 if __name__ == "__main__":

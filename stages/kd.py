@@ -3,11 +3,10 @@ initialisation, alpha and temperature: the control that tells what PWL's alignme
 import torch
 
 from pwl import paths
-from pwl.build import build, freeze
+from pwl.build import build, freeze, init_student
 from pwl.checkpoints import fingerprint, load_weights, save_weights
 from pwl.compute import make_compute
 from pwl.data import Normalizer, load_prepared
-from pwl.models import init_pretrained
 from pwl.losses import hard_loss, soft_loss
 from pwl.stage import elapsed, epoch_logger, main, setup, training_done, write_json
 from pwl.train import accuracy, fit
@@ -22,10 +21,7 @@ def run():
     norm = Normalizer(ds.manifest["mean"], ds.manifest["std"])
     teacher, student = freeze(build(cfg.teacher, ds)), build(cfg.student, ds)
     load_weights(paths.weights(args.arch, "teacher"), teacher)
-    if d.init_student == "scratch":
-        load_weights(paths.weights(args.arch, "student"), student)
-    elif d.init_student == "pretrained":
-        init_pretrained(student, cfg.student)
+    init_student(student, args.arch, cfg)
     teacher, student = compute.module(teacher), compute.module(student)
     train, val, test = (compute.split(s) for s in (ds.train, ds.val, ds.test))
     a, T = d.loss.alpha, d.loss.temperature
@@ -52,7 +48,7 @@ def run():
         "val_acc": result.best_score, "test_acc": accuracy(student, test, norm, bs, compute),
         "best_epoch": result.best_epoch, "epochs": d.optim.epochs, "init_student": d.init_student,
         "resumed_from_epoch": result.resumed_from,
-        "device": str(compute.device), "world_size": compute.world_size, "wall_s": elapsed()})
+        **compute.record, "wall_s": elapsed()})
     training_done(paths.resume_checkpoint(args.arch, "kd"))
 
 

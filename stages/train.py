@@ -45,7 +45,7 @@ def run():
         "val_acc": result.best_score, "test_acc": accuracy(model, test, norm, bs, compute),
         "best_epoch": result.best_epoch, "epochs": optim.epochs, "resumed_from_epoch": result.resumed_from,
         "params": sum(p.numel() for p in model.parameters()), "pretrained": pretrained,
-        "device": str(compute.device), "world_size": compute.world_size, "wall_s": elapsed()})
+        **compute.record, "wall_s": elapsed()})
     training_done(paths.resume_checkpoint(args.arch, role))
 
 

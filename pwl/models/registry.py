@@ -47,10 +47,15 @@ def build_model(cfg: BaseModel, in_chans: int, num_classes: int, img_size: int):
     return get_family(cfg.family).build(cfg, in_chans=in_chans, num_classes=num_classes, img_size=img_size)
 
 
+def names_pretrained(cfg: BaseModel) -> bool:
+    """Does the model config name pretrained weights (`pretrained` / `pretrained_file`)?"""
+    return bool(getattr(cfg, "pretrained", None) or getattr(cfg, "pretrained_file", None))
+
+
 def init_pretrained(net, cfg: BaseModel) -> str | None:
-    """Load the pretrained weights a model config names (`pretrained` / `pretrained_file`), if any; returns
-    where they came from. Only the training stage calls this: later stages load the trained weights."""
-    if not (getattr(cfg, "pretrained", None) or getattr(cfg, "pretrained_file", None)):
+    """Load the pretrained weights a model config names, if any; returns where they came from. Only the
+    training stages call this: later stages load the trained weights."""
+    if not names_pretrained(cfg):
         return None
     family = get_family(cfg.family)
     if family.pretrained is None:

@@ -81,8 +81,7 @@ class _Runtime:
         self._lock = threading.Lock()
         self._live: Optional[tuple[str, MixedModel]] = None
         self._t0: Optional[float] = None
-        self._answered = False
-        self._first_answer = threading.Event()
+        self._first_answer = threading.Event()  # set by the first predict(); the loader waits on it
         self._thread: Optional[threading.Thread] = None
 
     def _event(self, event: str, state: Optional[str], **extra) -> None:
@@ -141,12 +140,11 @@ class _Runtime:
         with torch.no_grad():
             logits = mixed(x, state)
         with self._lock:
-            first, self._answered = not self._answered, True
-            rec = self._record("first_answer", state) if first else None
-        if rec:
+            first = not self._first_answer.is_set()
             self._first_answer.set()
-            if self.on_event:
-                self.on_event(rec)
+            rec = self._record("first_answer", state) if first else None
+        if rec and self.on_event:
+            self.on_event(rec)
         return logits, state
 
     def __enter__(self):
@@ -208,8 +206,7 @@ class ProgressiveModel(_Runtime):
     def _load(self) -> None:
         # Serve first: on 2 cores, reading and building teacher block 1 beside the first request delays the
         # first answer (GIL, CPU). The loader starts once it is out, or after first_answer_wait_s without one.
-        if self.first_answer_wait_s > 0:
-            self._first_answer.wait(self.first_answer_wait_s)
+        self._first_answer.wait(self.first_answer_wait_s)  # returns at once when the wait is 0
         try:
             self._load_teacher()
         except Exception as e:  # noqa: BLE001  (any failure: keep serving the last good state)
