@@ -14,10 +14,10 @@ import torch
 import torch.nn.functional as F
 
 from pwl.build import build
-from pwl.compute import make_compute
+from pwl.compute import make_compute, set_threads
 from pwl.config import load_params
-from pwl.data import Normalizer, Split
-from pwl.train import Batches, lr_factor, make_optimizer, set_threads, train_step
+from pwl.data import Batches, Normalizer, Split
+from pwl.train import lr_factor, make_optimizer, train_step
 
 
 def main():
@@ -56,7 +56,7 @@ def main():
         def loss_fn(x, y, progress):
             logits = model(x)
             return F.cross_entropy(logits, y), {}, logits
-        it = iter(Batches(split, bs, norm, params.augment, compute))
+        it = Batches(split, bs, norm, params.augment, compute).epoch(seed=0)
         train_step(loss_fn, opt, sched, *next(it), 0.0, compute, scaler)  # warm-up
         sync()
         t0 = time.perf_counter()

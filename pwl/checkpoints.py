@@ -1,13 +1,13 @@
 """Weights on disk as safetensors, with the config needed to rebuild the model in the file's metadata."""
 import hashlib
 import json
-import os
 from pathlib import Path
 
 from safetensors import SafetensorError
 from safetensors.torch import load_file, safe_open, save_file
 from torch import nn
 
+from .atomic import atomic_write
 from .errors import PWLError
 
 
@@ -20,13 +20,9 @@ def fingerprint(*parts) -> str:
 
 
 def save_weights(path: Path, state: dict, meta: dict) -> None:
-    """Atomic: write to a temporary name, then rename, so a kill never leaves a truncated file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    save_file({k: v.detach().cpu().contiguous() for k, v in state.items()}, str(tmp),  # NCHW, host
-              metadata={"pwl": json.dumps(meta)})
-    os.replace(tmp, path)
+    """Atomic (pwl.atomic): a kill never leaves a truncated file that a later stage would trust."""
+    tensors = {k: v.detach().cpu().contiguous() for k, v in state.items()}  # NCHW, host
+    atomic_write(path, lambda tmp: save_file(tensors, str(tmp), metadata={"pwl": json.dumps(meta)}))
 
 
 def read_meta(path: Path) -> dict:

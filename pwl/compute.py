@@ -13,6 +13,7 @@ import torch.distributed as dist
 from torch import nn
 
 from .data import Split
+from .env import machine
 from .errors import PWLError
 
 
@@ -57,8 +58,9 @@ class Compute:
 
     @property
     def record(self) -> dict:
-        """Where a stage ran, for its metrics file."""
-        return {"device": str(self.device), "world_size": self.world_size}
+        """Where a stage ran, for its metrics file: with the threads and CPU kernels (and GPU) that decide
+        whether another run can reproduce its floats bit for bit (pwl.env.machine)."""
+        return {"device": str(self.device), "world_size": self.world_size, **machine()}
 
     def batch(self, x: torch.Tensor) -> torch.Tensor:
         """A batch on the device, in the model's memory format."""
@@ -67,6 +69,13 @@ class Compute:
 
 
 CPU = Compute(torch.device("cpu"))
+
+
+def set_threads(n: int) -> int:
+    """n torch threads; 0 = every core, shared among the processes torchrun starts on this machine."""
+    n = n or max(1, (os.cpu_count() or 1) // int(os.environ.get("LOCAL_WORLD_SIZE", 1)))
+    torch.set_num_threads(n)
+    return n
 
 
 def _world() -> tuple[int, int, int]:

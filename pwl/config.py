@@ -1,4 +1,8 @@
-"""The params schema: `params.yaml` is validated once, up front, so every stage fails fast the same way."""
+"""The params schema: `params.yaml` is validated once, up front, so every stage fails fast the same way.
+
+Defaults are the published recipe (METHOD.md), as the paper profiles use it; conf/config.yaml (the CPU profile)
+departs from them explicitly, with its reasons beside each value. Family-specific rules live with each family's
+config (pwl/models), never here."""
 from pathlib import Path
 from typing import Any, Literal, Optional
 
@@ -6,6 +10,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from .errors import PWLError
+from .losses import CROSS_MODES, MIXED_BN
 from .mixing import check_pairing
 from .models import families, names_pretrained, parse_model_config
 
@@ -13,17 +18,24 @@ DATASETS = ("fashion-mnist", "cifar10", "cifar100", "imagefolder")
 
 
 class Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # every float finite: an inf/nan learning rate or loss weight trains NaN weights without a word
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+
+# Upper bounds where a value becomes a size, a count or a sleep: far above any real use, low enough that a
+# typo stops here instead of exhausting memory or hanging a stage.
+MAX_COUNT, MAX_BATCH, MAX_IMAGE, MAX_EPOCHS, MAX_THREADS = 2 ** 31 - 1, 2 ** 16, 2048, 100_000, 1024
+SEED_MAX = 2 ** 32 - 1  # what every generator (torch, numpy, random) accepts
 
 
 class DataConfig(Section):
     dataset: Literal[DATASETS] = "fashion-mnist"
     root: Optional[str] = None  # directory holding the raw files; None = system package, then download
     download: bool = True  # allowed to download when the files are not found locally
-    val_size: int = Field(5000, gt=0)  # held out from the official training set, for checkpoint selection
-    train_limit: int = Field(0, ge=0)  # 0 = every remaining training image
-    test_limit: int = Field(0, ge=0)  # 0 = the whole test set
-    image_size: int = Field(32, gt=0)  # images are zero-padded (centred) up to this size
+    val_size: int = Field(5000, gt=0, le=MAX_COUNT)  # held out from the official training set: picks checkpoints
+    train_limit: int = Field(0, ge=0, le=MAX_COUNT)  # 0 = every remaining training image
+    test_limit: int = Field(0, ge=0, le=MAX_COUNT)  # 0 = the whole test set
+    image_size: int = Field(32, gt=0, le=MAX_IMAGE)  # images are zero-padded (centred) up to this size
     channels: Literal[1, 3] = 3  # imagefolder only: 3 = RGB, 1 = grayscale (the other datasets keep their own)
     resize: bool = True  # imagefolder only: bilinear resize to image_size^2; false = zero-pad, as the others
 
@@ -46,34 +58,45 @@ class OptimConfig(Section):
     lr: float = Field(0.01, gt=0)
     momentum: float = Field(0.9, ge=0, lt=1)
     weight_decay: float = Field(5e-4, ge=0)
-    epochs: int = Field(100, gt=0)
-    batch_size: int = Field(64, gt=0)
-    warmup_epochs: float = Field(0.0, ge=0)
+    epochs: int = Field(100, gt=0, le=MAX_EPOCHS)
+    batch_size: int = Field(64, gt=0, le=MAX_BATCH)
+    warmup_epochs: float = Field(0.0, ge=0, le=MAX_EPOCHS)
     min_lr: float = Field(1e-5, ge=0)  # cosine ends at min(lr * min_lr_ratio, min_lr), as published
     min_lr_ratio: float = Field(0.05, ge=0, le=1)
+    # total gradient norm cap per step, 0 = off (the authors' HF Trainer clips at 1.0). It also bounds the feedback
+    # between weights and running BN statistics when mixed passes run the student's BN in eval mode
+    clip_grad_norm: float = Field(0.0, ge=0, le=1e6)
+
+
+# The published loss (METHOD.md), defined once: LossConfig's defaults, and what the report calls published.
+PUBLISHED_LOSS = {"alpha": 0.4, "temperature": 2.0, "w_sync": 1.0, "w_recon": 1.0, "w_cross": 2.0,
+                  "cross_mode": "random"}
 
 
 class LossConfig(Section):
-    alpha: float = Field(0.4, ge=0, le=1)  # weight of the hard (label) term
-    temperature: float = Field(2.0, gt=0)
-    w_sync: float = Field(1.0, ge=0)
-    w_recon: float = Field(1.0, ge=0)
-    w_cross: float = Field(2.0, ge=0)
-    cross_mode: Literal["random", "all"] = "random"
+    """Defaults: the published loss, and the paper profiles' BatchNorm handling (the paper does not say; its
+    code ran BN in train mode, "update", a weakness METHOD.md lists)."""
+    alpha: float = Field(PUBLISHED_LOSS["alpha"], ge=0, le=1)  # weight of the hard (label) term
+    temperature: float = Field(PUBLISHED_LOSS["temperature"], gt=0)
+    w_sync: float = Field(PUBLISHED_LOSS["w_sync"], ge=0)
+    w_recon: float = Field(PUBLISHED_LOSS["w_recon"], ge=0)
+    w_cross: float = Field(PUBLISHED_LOSS["w_cross"], ge=0)
+    cross_mode: Literal[tuple(CROSS_MODES)] = PUBLISHED_LOSS["cross_mode"]  # pwl.losses.CROSS_MODES
+    cross_samples: int = Field(2, ge=1, le=64)  # lattice mode: sampled non-prefix states per step
     aux_ramp: float = Field(0.0, ge=0, le=1)  # sync/recon/cross weights rise 0 -> 1 over this fraction of steps
     # student BatchNorm in mixed passes: "update" (batch stats, running stats move), "freeze" (batch stats,
     # running stats kept), "eval" (running stats, as at inference: mixed states trained as they are served)
-    mixed_bn_stats: Literal["freeze", "update", "eval"] = "freeze"
+    mixed_bn_stats: Literal[tuple(MIXED_BN)] = "eval"  # pwl.losses.MIXED_BN
 
 
 class DistillConfig(Section):
     optim: OptimConfig
     loss: LossConfig = LossConfig()
-    converter_lr_scale: float = Field(0.2, gt=0)
+    converter_lr_scale: float = Field(0.2, gt=0)  # published: converters at 0.2x the lr
     # "random": a fresh student; "scratch": start from the train_student weights; "pretrained": from the weights
     # the student config names (`pretrained` / `pretrained_file`, as the paper's ViT student)
     init_student: Literal["random", "scratch", "pretrained"] = "random"
-    select_on: Literal["student", "prefix_mean"] = "prefix_mean"  # validation score that picks the epoch
+    select_on: Literal["student", "prefix_mean"] = "prefix_mean"  # val score that picks the epoch (pwl.states)
 
 
 class ArchConfig(Section):
@@ -105,23 +128,45 @@ class ArchConfig(Section):
         if self.distill.init_student == "pretrained" and not names_pretrained(s):
             raise ValueError("distill.init_student is pretrained but the student names no pretrained weights "
                              "(set student.pretrained or student.pretrained_file, or init_student: random)")
-        if t.family == "vit" and t.patch_size != s.patch_size:
-            raise ValueError("vit teacher and student need the same patch_size (the embedder is swapped with block 1)")
+        t.check_student(s)  # the family's own pairing rule, e.g. the ViT's patch size
         return self
 
 
+class DeviceProfile(BaseModel):
+    """A storage medium: bytes/s of sequential reads, latency to open a file, compute threads, warm-up runs."""
+
+    # finite, and bounded where a value becomes a sleep (bytes / bandwidth, latency) or a count
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+    name: str
+    read_bandwidth: float = Field(ge=1e4, description="sequential read rate in bytes/s; at least 10 kB/s")
+    open_latency_s: float = Field(0.0, ge=0, le=10, description="seconds to open one file (seek + metadata)")
+    threads: int = Field(1, ge=1, le=1024, description="compute threads the device has (capped by this machine's cores)")
+    warmup_requests: int = Field(0, ge=0, le=1000, description="untimed forward passes before measuring compute")
+
+
+def make_profile(raw: dict) -> DeviceProfile:
+    """Validate a raw profile dict; errors become one PWLError listing every bad field."""
+    try:
+        return DeviceProfile.model_validate(raw)
+    except ValidationError as e:
+        bad = "; ".join(f"{'.'.join(map(str, x['loc'])) or 'profile'}: {x['msg']}" for x in e.errors())
+        raise PWLError(f"invalid device profile {raw.get('name', '?')!r}: {bad}",
+                       "finite numbers: read_bandwidth >= 1e4 bytes/s, 0 <= open_latency_s <= 10, "
+                       "1 <= threads <= 1024, 0 <= warmup_requests <= 1000") from None
+
+
 class LoadsimConfig(Section):
-    """Load-time simulation: device profiles (pwl.runtime.DeviceProfile fields) and the request stream."""
+    """Load-time simulation: device profiles (DeviceProfile fields) and the request stream."""
     devices: dict[str, dict]  # name -> {read_bandwidth, open_latency_s, threads, warmup_requests}
     profiles: list[str]  # which devices `dvc repro` simulates (the dvc.yaml matrix)
-    repeats: int = Field(3, ge=1)  # runs per strategy; medians and spread are reported
-    request_batch: int = Field(1, ge=1)  # images per request
-    horizon_s: float = Field(2.0, gt=0)  # area under accuracy-vs-time over [0, horizon]; scaled per device below
-    horizon_teacher_loads: float = Field(1.5, gt=0)  # horizon = max(horizon_s, this x teacher-only load time)
+    repeats: int = Field(3, ge=1, le=100)  # runs per strategy; medians and spread are reported
+    request_batch: int = Field(1, ge=1, le=MAX_BATCH)  # images per request
+    horizon_s: float = Field(2.0, gt=0, le=3600)  # area under accuracy-vs-time over [0, horizon]; scaled below
+    horizon_teacher_loads: float = Field(1.5, gt=0, le=100)  # horizon = max(horizon_s, this x teacher-only load time)
 
     @model_validator(mode="after")
     def _devices(self):
-        from .runtime.device import make_profile
         for name, raw in self.devices.items():
             try:
                 make_profile({"name": name, **raw})
@@ -133,7 +178,6 @@ class LoadsimConfig(Section):
         return self
 
     def device(self, name: str):
-        from .runtime.device import make_profile
         if name not in self.devices:
             raise PWLError(f"unknown device profile {name!r}", f"use one of {sorted(self.devices)}")
         return make_profile({"name": name, **self.devices[name]})
@@ -158,13 +202,13 @@ class ComputeConfig(Section):
 
 
 class EvalConfig(Section):
-    batch_size: int = Field(1000, gt=0)
+    batch_size: int = Field(1000, gt=0, le=MAX_BATCH)
 
 
 class Params(Section):
     profile: str = "default"
-    seed: int = 0
-    threads: int = Field(0, ge=0)  # 0 = every core
+    seed: int = Field(0, ge=0, le=SEED_MAX)
+    threads: int = Field(0, ge=0, le=MAX_THREADS)  # 0 = every core
     compute: ComputeConfig = ComputeConfig()
     data: DataConfig = DataConfig()
     augment: AugmentConfig = AugmentConfig()
@@ -178,16 +222,12 @@ class Params(Section):
         missing = [a for a in self.archs if a not in self.arch]
         if missing:
             raise ValueError(f"archs lists {missing} but arch has no entry for them (known: {sorted(self.arch)})")
-        size = self.data.image_size
         for name, a in self.arch.items():
             for role in ("teacher", "student"):
-                m = getattr(a, role)
-                if m.family == "vgg" and size % 2 ** m.num_blocks:
-                    raise ValueError(f"arch.{name}.{role}: image_size {size} is not divisible by 2^{m.num_blocks} "
-                                     "(VGG max-pools once per block)")
-                if m.family == "vit" and (m.input_size or size) % m.patch_size:
-                    raise ValueError(f"arch.{name}.{role}: input size {m.input_size or size} is not divisible by "
-                                     f"patch_size {m.patch_size}")
+                try:  # the family's own rule (pwl.models.common.FamilyConfig.check_input)
+                    getattr(a, role).check_input(self.data.image_size)
+                except ValueError as e:
+                    raise ValueError(f"arch.{name}.{role}: {e}") from None
         return self
 
     def for_arch(self, name: str) -> ArchConfig:

@@ -9,7 +9,9 @@ import torch
 import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 
-from .errors import PWLError
+from .atomic import atomic_write
+from .errors import PWLError, warn
+from .manifests import PreparedManifest, check, read_prepared_manifest
 from .sources import read_raw
 
 SPLITS = ("train", "val", "test")
@@ -55,10 +57,11 @@ def prepare(cfg, seed: int, out_dir: Path, raw_dir: Path) -> dict:
     splits = {"train": (x_all[tr], y_all[tr]), "val": (x_all[va], y_all[va]), "test": (x_test, y_test)}
     splits = {name: (pad_to(x, cfg.image_size).contiguous(), y.contiguous()) for name, (x, y) in splits.items()}
     out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "manifest.json").unlink(missing_ok=True)  # until the new one is written, no stale one is trusted
     files = {}
     for name, (x, y) in splits.items():
         path = out_dir / f"{name}.safetensors"
-        save_file({"x": x, "y": y}, str(path))
+        atomic_write(path, lambda tmp: save_file({"x": x, "y": y}, str(tmp)))
         files[name] = {"file": path.name, "count": len(y), "sha256": sha256(path),
                        "class_counts": torch.bincount(y, minlength=len(classes)).tolist()}
     xf = splits["train"][0].float() / 255
@@ -67,8 +70,23 @@ def prepare(cfg, seed: int, out_dir: Path, raw_dir: Path) -> dict:
                 "std": xf.std(dim=(0, 2, 3)).tolist(), "split_seed": seed,
                 "train_indices_sha256": hashlib.sha256(tr.numpy().tobytes()).hexdigest(),
                 "val_indices_sha256": hashlib.sha256(va.numpy().tobytes()).hexdigest(), "splits": files}
-    (out_dir / "manifest.json").write_text(json.dumps(manifest, indent=2))
+    _warn_about(manifest)
+    path = out_dir / "manifest.json"
+    check(PreparedManifest, manifest, path, "prepared-data manifest", "report this as a bug")  # what loads it
+    atomic_write(path, json.dumps(manifest, indent=2).encode())  # written last: it vouches for the split files
     return manifest
+
+
+def _warn_about(manifest: dict) -> None:
+    """Data that is usable but probably not what the user meant: say so instead of training on it silently."""
+    classes = manifest["classes"]
+    for split, consequence in (("train", "the model never learns them"), ("test", "their accuracy is never measured")):
+        absent = [c for c, n in zip(classes, manifest["splits"][split]["class_counts"]) if not n]
+        if absent:
+            warn(f"class(es) {', '.join(absent)} have no images in the {split} split: {consequence}")
+    flat = [c for c, s in enumerate(manifest["std"]) if s == 0]
+    if flat:
+        warn(f"channel(s) {flat} are constant over the training images (std 0): normalising divides by zero")
 
 
 # ---------------------------------------------------------------- load prepared data
@@ -104,7 +122,7 @@ def load_prepared(data_dir: Path, verify: bool = True) -> Dataset:
     mpath = data_dir / "manifest.json"
     if not mpath.exists():
         raise PWLError(f"no prepared dataset in {data_dir} (manifest.json missing)", "run `dvc repro prepare`")
-    manifest = json.loads(mpath.read_text())
+    manifest = read_prepared_manifest(mpath)
     splits = {}
     for name in SPLITS:
         info = manifest["splits"][name]
@@ -114,9 +132,28 @@ def load_prepared(data_dir: Path, verify: bool = True) -> Dataset:
         if verify and sha256(path) != info["sha256"]:
             raise PWLError(f"{path} does not match its checksum in manifest.json (corrupt or edited)",
                            "run `dvc repro -f prepare`")
-        t = load_file(str(path))
-        splits[name] = Split(t["x"], t["y"])
+        splits[name] = _load_split(path, info, manifest)
     return Dataset(manifest, **splits)
+
+
+def _load_split(path: Path, info: dict, manifest: dict) -> Split:
+    """One split file, checked against its manifest entry: a mismatch fails here, not inside a model."""
+    fix = "run `dvc repro -f prepare`"
+    try:
+        t = load_file(str(path))
+        x, y = t["x"], t["y"]
+    except Exception as e:  # safetensors raises several types for a damaged file
+        raise PWLError(f"{path} is not a readable split file ({type(e).__name__}: {e})", fix) from None
+    want = (info["count"], *manifest["shape"])
+    if x.dtype != torch.uint8 or tuple(x.shape) != want or y.dtype != torch.int64 or tuple(y.shape) != want[:1]:
+        raise PWLError(f"{path} holds x {x.dtype} {list(x.shape)} and y {y.dtype} {list(y.shape)}, but "
+                       f"manifest.json says uint8 {list(want)} and int64 [{want[0]}]", fix)
+    k = manifest["num_classes"]
+    if len(y) and not 0 <= int(y.min()) <= int(y.max()) < k:
+        raise PWLError(f"{path}: labels span {int(y.min())}..{int(y.max())}, outside 0..{k - 1}", fix)
+    if torch.bincount(y, minlength=k).tolist() != info["class_counts"]:
+        raise PWLError(f"{path}: its labels do not match class_counts in manifest.json", fix)
+    return Split(x, y)
 
 
 # ---------------------------------------------------------------- batches: normalise + augment whole tensors
@@ -159,3 +196,36 @@ def augment(x: torch.Tensor, cfg) -> torch.Tensor:
         grid = F.affine_grid(theta, list(x.shape), align_corners=False)
         x = F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
     return x
+
+
+class Batches:
+    """Shuffled, augmented, normalised mini-batches from an in-memory uint8 split (last partial batch dropped).
+    Under DDP every rank walks the same permutation and takes its own 1/world of each global batch, so the
+    number of optimiser steps and the samples of each step do not depend on the number of processes."""
+
+    def __init__(self, split: Split, batch_size: int, norm: Normalizer, aug_cfg, compute=None):
+        from .compute import CPU  # at use: pwl.compute imports this module (Split)
+        self.split, self.norm, self.aug, self.compute = split, norm, aug_cfg, compute or CPU
+        self.batch_size = min(batch_size, len(split.y))
+        world = self.compute.world_size
+        if self.batch_size % world:
+            raise PWLError(f"batch size {self.batch_size} does not split evenly over {world} processes",
+                           "choose a batch_size divisible by torchrun's --nproc_per_node (the batch size is global)")
+        self.steps = len(split.y) // self.batch_size
+
+    def __len__(self):
+        return self.steps
+
+    def epoch(self, seed: int):
+        """The batches of one epoch; the permutation depends only on `seed`, never on the rank."""
+        perm = torch.randperm(len(self.split.y), generator=torch.Generator().manual_seed(seed))
+        perm = perm.to(self.split.y.device)
+        c = self.compute
+        for i in range(self.steps):
+            idx = perm[i * self.batch_size:(i + 1) * self.batch_size][c.rank::c.world_size]
+            x, y = self.split.x[idx], self.split.y[idx]
+            if x.device != c.device:  # host data: pinned staging, asynchronous copy
+                x, y = x.pin_memory(), y.pin_memory()
+            x, y = x.to(c.device, non_blocking=True), y.to(c.device, non_blocking=True)
+            x = x.float().div_(255)
+            yield c.batch(self.norm(augment(x, self.aug) if self.aug else x)), y

@@ -1,9 +1,21 @@
-"""Accuracy of loading states, sharing block passes across states with common prefixes."""
+"""Accuracy of a model, and of loading states (sharing block passes across states with common prefixes)."""
+from typing import Callable
+
 import torch
 
 from .compute import CPU, Compute
 from .data import Normalizer, Split
 from .mixing import MixedModel, logits_of_all_states
+
+
+@torch.no_grad()
+def accuracy(forward: Callable, split: Split, norm: Normalizer, batch_size: int, compute: Compute = CPU) -> float:
+    """Top-1 accuracy of `forward` on a split, in batches."""
+    correct = 0
+    for i in range(0, len(split.y), batch_size):
+        logits = forward(norm(compute.batch(split.x[i:i + batch_size])))
+        correct += (logits.argmax(1) == split.y[i:i + batch_size].to(logits.device)).sum().item()
+    return correct / max(1, len(split.y))
 
 
 @torch.no_grad()

@@ -1,13 +1,16 @@
 """The PWL objective, term by term (METHOD.md). Each term is one function; `pwl_loss` adds them up."""
+import functools
 import random
 from contextlib import contextmanager, nullcontext
+from dataclasses import dataclass
+from typing import Callable
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from .mixing import MixedModel
-from .states import STUDENT, TEACHER
+from .states import STUDENT, TEACHER, all_states, label
 
 
 def feature_distance(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -25,6 +28,13 @@ def soft_loss(z_student: torch.Tensor, z_teacher: torch.Tensor, temperature: flo
     log_p_s = F.log_softmax(z_student / temperature, dim=1)
     log_p_t = F.log_softmax(z_teacher / temperature, dim=1)
     return temperature ** 2 * F.kl_div(log_p_s, log_p_t, reduction="batchmean", log_target=True)
+
+
+def kd_loss(z_s: torch.Tensor, z_t: torch.Tensor, y: torch.Tensor, alpha: float, temperature: float):
+    """Hinton's knowledge distillation, alpha * hard + (1 - alpha) * soft (stage `kd`); also returns the two
+    weighted terms, which the stage logs."""
+    terms = {"hard": alpha * hard_loss(z_s, y), "soft": (1 - alpha) * soft_loss(z_s, z_t, temperature)}
+    return terms["hard"] + terms["soft"], terms
 
 
 def sync_loss(f_s: list, f_t: list, conv) -> torch.Tensor:
@@ -69,6 +79,44 @@ def cross_all_loss(mixed: MixedModel, f_t: list, z_t, y, alpha: float, temperatu
     return torch.stack(terms).mean()
 
 
+def state_loss(mixed: MixedModel, state: str, f_s: list, f_t: list, z_t, y, alpha: float, temperature: float):
+    """hard + soft loss of one mixed state's logits, reusing the pure activations up to its first switch point."""
+    switch = next(i for i, o in enumerate(state) if o != state[0])
+    start = (f_t if state[0] == TEACHER else f_s)[switch - 1]
+    z = mixed.run_from(start, switch - 1, state[0], state)
+    return alpha * hard_loss(z, y) + (1 - alpha) * soft_loss(z, z_t, temperature)
+
+
+@functools.lru_cache(maxsize=None)
+def lattice_pools(num_blocks: int) -> tuple[tuple[str, ...], ...]:
+    """The mixed states that are not prefixes, grouped by kind (suffix, contiguous, other)."""
+    pools: dict[str, list[str]] = {}
+    for s in all_states(num_blocks):
+        if label(s) in ("suffix", "contiguous", "other"):
+            pools.setdefault(label(s), []).append(s)
+    return tuple(tuple(p) for p in pools.values())
+
+
+def sample_lattice_state(num_blocks: int, rng: random.Random) -> str:
+    """Stratified: a kind uniformly, then a state of that kind uniformly. The kinds differ in size (for N = 5:
+    4 suffix, 6 contiguous, 16 other states), and sampling states uniformly would starve the suffix ones."""
+    return rng.choice(rng.choice(lattice_pools(num_blocks)))
+
+
+def cross_lattice_loss(mixed: MixedModel, f_s: list, f_t: list, z_t, y, cfg, rng: random.Random):
+    """Order-agnostic PWL: every prefix state (as `all`) plus `cfg.cross_samples` sampled non-prefix states,
+    each with the task loss (hard + soft), averaged with equal weight per state.
+    Why this mix: `all` alone never runs a decoder D_i, so any state with a student block in front of a teacher
+    block collapses; the published `random` mode gives those states only a soft loss on one state per step and
+    lets the prefix order dip. Keeping the prefix terms keeps the order that matters on device exact, and the
+    hard label loss through D_i and the teacher's blocks gives every decoder a direct task signal."""
+    n = mixed.num_blocks
+    prefix = cross_all_loss(mixed, f_t, z_t, y, cfg.alpha, cfg.temperature)
+    sampled = [state_loss(mixed, sample_lattice_state(n, rng), f_s, f_t, z_t, y, cfg.alpha, cfg.temperature)
+               for _ in range(cfg.cross_samples)]
+    return (prefix * (n - 1) + torch.stack(sampled).sum()) / (n - 1 + len(sampled))
+
+
 @contextmanager
 def frozen_bn_stats(module: nn.Module):
     """Normalise with batch statistics but leave running statistics untouched (momentum 0)."""
@@ -102,6 +150,31 @@ def bn_eval_mode(module: nn.Module):
 MIXED_BN = {"freeze": frozen_bn_stats, "eval": bn_eval_mode, "update": lambda module: nullcontext()}
 
 
+def _random_mode(mixed, f_s, f_t, z_t, y, cfg, rng):
+    return cross_random_loss(mixed, sample_mixed_state(mixed.num_blocks, rng), f_s, f_t, z_t, cfg.temperature)
+
+
+def _all_mode(mixed, f_s, f_t, z_t, y, cfg, rng):
+    return cross_all_loss(mixed, f_t, z_t, y, cfg.alpha, cfg.temperature)
+
+
+@dataclass(frozen=True)
+class CrossMode:
+    """How the cross term trains mixed states. `loss(mixed, f_s, f_t, z_t, y, cfg, rng)`;
+    `find_unused_parameters`: some converters sit out a step (sampled states), which DDP must be told."""
+    loss: Callable
+    find_unused_parameters: bool
+    summary: str
+
+
+CROSS_MODES = {
+    "random": CrossMode(_random_mode, True, "published: KD into one sampled mixed state per step"),
+    "all": CrossMode(_all_mode, False, "published: every prefix state, hard + soft, every step"),
+    "lattice": CrossMode(cross_lattice_loss, True,
+                         "ours: every prefix state plus sampled states of every other kind, hard + soft"),
+}
+
+
 def aux_scale(progress: float, ramp: float) -> float:
     """Weight multiplier of the alignment terms: linear 0 -> 1 over the first `ramp` fraction of training."""
     return 1.0 if ramp <= 0 else min(1.0, progress / ramp)
@@ -124,11 +197,7 @@ def pwl_loss(mixed: MixedModel, x, y, cfg, rng: random.Random, progress: float =
         terms["recon"] = scale * cfg.w_recon * recon_loss(f_s, f_t, conv)
     if cfg.w_cross and mixed.num_blocks > 1:
         with MIXED_BN[cfg.mixed_bn_stats](mixed.student):
-            if cfg.cross_mode == "random":
-                state = sample_mixed_state(mixed.num_blocks, rng)
-                cross = cross_random_loss(mixed, state, f_s, f_t, z_t, T)
-            else:
-                cross = cross_all_loss(mixed, f_t, z_t, y, a, T)
+            cross = CROSS_MODES[cfg.cross_mode].loss(mixed, f_s, f_t, z_t, y, cfg, rng)
         terms["cross"] = scale * cfg.w_cross * cross
     total = sum(terms.values())
     return total, {k: v.detach() for k, v in terms.items()}, z_s

@@ -13,7 +13,7 @@ from typing import NamedTuple
 import numpy as np
 import torch
 
-from .errors import PWLError
+from .errors import PWLError, warn
 
 SYSTEM_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")  # Debian package dataset-fashion-mnist
 FASHION_CLASSES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
@@ -152,10 +152,24 @@ def _download_cifar(name: str, raw_dir: Path, fix: str):
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 
 
+def _visible(p: Path) -> bool:
+    """Hidden entries (.git, .DS_Store, macOS `._x.jpg` resource forks) are never data."""
+    return not p.name.startswith(".")
+
+
 def _class_files(split_dir: Path) -> dict:
-    """class name -> its sorted image files, from split_dir/<class>/ (hidden folders and other files skipped)."""
-    return {d.name: sorted(p for p in d.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
-            for d in sorted(split_dir.iterdir()) if d.is_dir() and not d.name.startswith(".")}
+    """class name -> its sorted image files, from split_dir/<class>/ (hidden folders and files, and other
+    suffixes, skipped). An entry that is not a folder (a stray file, a broken or looping symlink) would
+    silently lose a class: it is skipped with a warning."""
+    classes = {}
+    for d in sorted(filter(_visible, split_dir.iterdir())):
+        if not d.is_dir():
+            why = "a broken or looping symlink" if d.is_symlink() else "not a folder"
+            warn(f"imagefolder: skipped {d} ({why}): only folders are classes")
+            continue
+        classes[d.name] = sorted(p for p in d.iterdir()
+                                 if _visible(p) and p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+    return classes
 
 
 def _imagefolder_files(root: Path):
@@ -185,6 +199,16 @@ def _imagefolder_files(root: Path):
     return list(train), splits
 
 
+def _to_8bit(im):
+    """16-bit grey (Pillow mode I;16*, or I) -> 8-bit L by its high byte, as Pillow itself reads 16-bit RGB;
+    a plain convert('L') would clip every value above 255 to white."""
+    from PIL import Image
+    if im.mode != "I" and not im.mode.startswith("I;16"):
+        return im
+    a = np.clip(np.asarray(im).astype(np.int64), 0, 65535) >> 8
+    return Image.fromarray(a.astype(np.uint8))
+
+
 def _decode_chunk(paths: list, mode: str, size: int, resize: bool):
     """Worker: decode a chunk once -> (uint8 N,C,size,size, None), or (None, (what, fix)) naming the bad file."""
     from PIL import Image
@@ -192,7 +216,7 @@ def _decode_chunk(paths: list, mode: str, size: int, resize: bool):
     for i, path in enumerate(paths):
         try:
             with Image.open(path) as im:
-                im = im.convert(mode)
+                im = _to_8bit(im).convert(mode)
                 if resize and im.size != (size, size):
                     im = im.resize((size, size), Image.Resampling.BILINEAR)
                 a = np.asarray(im).reshape(im.height, im.width, -1).transpose(2, 0, 1)

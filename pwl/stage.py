@@ -1,7 +1,6 @@
 """What every stage script shares: validated params, thread setup, clear errors, wall time, atomic JSON."""
 import argparse
 import json
-import os
 import sys
 import time
 from contextlib import contextmanager
@@ -9,10 +8,10 @@ from pathlib import Path
 
 import torch
 
-from .compute import shutdown
+from .atomic import atomic_write
+from .compute import set_threads, shutdown
 from .config import Params, load_params
 from .errors import PWLError
-from .train import set_threads
 
 _T0 = time.perf_counter()
 
@@ -23,11 +22,8 @@ def elapsed() -> float:
 
 
 def write_json(path: Path, obj) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=2, default=float) + "\n")
-    os.replace(tmp, path)
+    """Metrics as DVC reads them (indented JSON), written atomically: a kill never leaves half a file."""
+    atomic_write(path, (json.dumps(obj, indent=2, default=float) + "\n").encode())
 
 
 def setup(description: str, with_arch: bool = True, roles: tuple[str, ...] = (),

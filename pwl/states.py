@@ -33,6 +33,14 @@ def suffix_order(num_blocks: int) -> list[str]:
     return [STUDENT * (num_blocks - k) + TEACHER * k for k in range(num_blocks + 1)]
 
 
+def prefix_mean(accuracy: dict[str, float], num_blocks: int) -> float:
+    """Mean accuracy of the prefix order's states *before* all-T (SSSS, TSSS, TTSS, TTTS): what PWL serves
+    while the teacher loads. All-T is left out on purpose: it is the teacher itself, which distillation
+    cannot change, so as a selection score it would only dilute the states that PWL trains."""
+    served = prefix_order(num_blocks)[:-1]
+    return sum(accuracy[s] for s in served) / len(served)
+
+
 def label(state: str) -> str:
     """student / teacher / prefix / suffix / contiguous (one inner run of T) / other."""
     if set(state) == {STUDENT}:
@@ -48,12 +56,42 @@ def label(state: str) -> str:
     return "other"
 
 
+LATTICE_MARGIN = 0.01  # a state more than this below all-S (as a fraction) counts as "below all-S"
+
+
+def lattice_summary(accuracy: dict[str, float]) -> dict:
+    """How good is *every* loading state, not just the prefix order: the worst state and its gap to all-S, the
+    mean over the mixed states that are not prefixes (and its gap), how many states fall more than
+    LATTICE_MARGIN below all-S, and min / mean per label. Accuracies as fractions, one per state."""
+    n = len(next(iter(accuracy)))
+    all_s = accuracy[STUDENT * n]
+    worst = min(accuracy, key=accuracy.get)
+    nonprefix = [a for s, a in accuracy.items() if label(s) in ("suffix", "contiguous", "other")]
+    by_label: dict[str, list[float]] = {}
+    for s, a in accuracy.items():
+        by_label.setdefault(label(s), []).append(a)
+    mean = sum(nonprefix) / len(nonprefix) if nonprefix else None
+    return {"worst_state": worst, "worst": accuracy[worst], "worst_vs_all_S": accuracy[worst] - all_s,
+            "nonprefix_mixed_mean": mean, "nonprefix_vs_all_S": None if mean is None else mean - all_s,
+            "below_all_S": sum(a < all_s - LATTICE_MARGIN for a in accuracy.values()),
+            "by_label": {k: {"min": min(v), "mean": sum(v) / len(v), "states": len(v)} for k, v in by_label.items()}}
+
+
 def is_order(states: list[str]) -> bool:
     """A valid loading order adds exactly one teacher block per step, from all-S to all-T."""
     if not states or set(states[0]) != {STUDENT} or set(states[-1]) != {TEACHER}:
         return False
     return all(sum(a != b for a, b in zip(x, y)) == 1 and y.count(TEACHER) == x.count(TEACHER) + 1
                for x, y in zip(states, states[1:]))
+
+
+def changed_block(before: str, after: str) -> int:
+    """The one block (0-based) in which two states of a loading order differ."""
+    diff = [j for j, (a, b) in enumerate(zip(before, after)) if a != b]
+    if len(diff) != 1 or len(before) != len(after):
+        raise PWLError(f"states {before} and {after} differ in {len(diff)} blocks, not one",
+                       "consecutive states of a loading order add exactly one teacher block")
+    return diff[0]
 
 
 def best_order(accuracy: dict[str, float], block_cost: list[float]) -> list[str]:

@@ -3,28 +3,23 @@ validation-based selection, and an atomic per-epoch checkpoint that makes an int
 The same loop runs on the CPU, on one GPU (AMP, channels_last) and data-parallel under torchrun (DDP)."""
 import copy
 import math
-import os
 import random
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 import torch
 import torch.distributed as dist
 from torch import nn
 from tqdm import tqdm
 
+from .atomic import atomic_write
 from .compute import CPU, Compute
-from .data import Normalizer, Split, augment
+from .data import Batches, Normalizer, Split
+from .env import machine, resume_mismatch
 from .errors import PWLError
-
-
-def set_threads(n: int) -> int:
-    """n torch threads; 0 = every core, shared among the processes torchrun starts on this machine."""
-    n = n or max(1, (os.cpu_count() or 1) // int(os.environ.get("LOCAL_WORLD_SIZE", 1)))
-    torch.set_num_threads(n)
-    return n
+from .finite import FiniteGuard
 
 
 def make_optimizer(param_groups: list[dict], cfg) -> torch.optim.Optimizer:
@@ -41,20 +36,12 @@ def lr_factor(step: int, total: int, warmup: int, min_factor: float) -> float:
     return min_factor + (1 - min_factor) * 0.5 * (1 + math.cos(math.pi * min(1.0, t)))
 
 
-def atomic_save(obj, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
-
-
-@torch.no_grad()
-def accuracy(forward: Callable, split: Split, norm: Normalizer, batch_size: int, compute: Compute = CPU) -> float:
-    correct = 0
-    for i in range(0, len(split.y), batch_size):
-        logits = forward(norm(compute.batch(split.x[i:i + batch_size])))
-        correct += (logits.argmax(1) == split.y[i:i + batch_size].to(logits.device)).sum().item()
-    return correct / max(1, len(split.y))
+def cosine_schedule(optimizer: torch.optim.Optimizer, cfg, steps_per_epoch: int):
+    """Per-step LR factor: warm-up over `warmup_epochs`, then cosine down to min(lr * min_lr_ratio, min_lr)."""
+    total = cfg.epochs * steps_per_epoch
+    warmup = round(cfg.warmup_epochs * steps_per_epoch)
+    min_factor = min(cfg.lr * cfg.min_lr_ratio, cfg.min_lr) / cfg.lr
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, total, warmup, min_factor))
 
 
 def epoch_seed(seed: int, epoch: int, rank: int = 0) -> int:
@@ -70,39 +57,37 @@ class FitResult:
     history: list = field(default_factory=list)
     resumed_from: int = 0
 
+    def add_epoch(self, rec: dict, score: float, module: nn.Module) -> None:
+        """Record an epoch; keep a copy of its weights if its validation score beats every earlier epoch's."""
+        self.history.append(rec)
+        if score > self.best_score:
+            self.best_state, self.best_epoch, self.best_score = copy.deepcopy(module.state_dict()), rec["epoch"], score
 
-class Batches:
-    """Shuffled, augmented, normalised mini-batches from an in-memory uint8 split (last partial batch dropped).
-    Under DDP every rank walks the same permutation and takes its own 1/world of each global batch, so the
-    number of optimiser steps and the samples of each step do not depend on the number of processes."""
 
-    def __init__(self, split: Split, batch_size: int, norm: Normalizer, aug_cfg, compute: Compute = CPU):
-        self.split, self.norm, self.aug, self.compute = split, norm, aug_cfg, compute
-        self.batch_size = min(batch_size, len(split.y))
-        if self.batch_size % compute.world_size:
-            raise PWLError(f"batch size {self.batch_size} does not split evenly over {compute.world_size} processes",
-                           "choose a batch_size divisible by torchrun's --nproc_per_node (the batch size is global)")
-        self.steps = len(split.y) // self.batch_size
+@dataclass
+class Trainee:
+    """What a run trains and how it is judged."""
+    module: nn.Module  # the trained parameters: checkpointed, and set to the best epoch's at the end
+    param_groups: list[dict]
+    loss_fn: Callable  # (x, y, progress) -> (loss, {name: term}, logits)
+    score_fn: Callable  # () -> {"score": validation score, higher is better, ...anything else to log}
+    py_rng: random.Random | None = None  # reseeded every epoch: PWL's sampled mixed states
+    find_unused_parameters: bool = False  # DDP: some parameters may sit out a step (sampled mixed states)
 
-    def __len__(self):
-        return self.steps
 
-    def __iter__(self):
-        return self.epoch(int(torch.randint(0, 2 ** 62, ())))
-
-    def epoch(self, seed: int):
-        """The batches of one epoch; the permutation depends only on `seed`, never on the rank."""
-        perm = torch.randperm(len(self.split.y), generator=torch.Generator().manual_seed(seed))
-        perm = perm.to(self.split.y.device)
-        c = self.compute
-        for i in range(self.steps):
-            idx = perm[i * self.batch_size:(i + 1) * self.batch_size][c.rank::c.world_size]
-            x, y = self.split.x[idx], self.split.y[idx]
-            if x.device != c.device:  # host data: pinned staging, asynchronous copy
-                x, y = x.pin_memory(), y.pin_memory()
-            x, y = x.to(c.device, non_blocking=True), y.to(c.device, non_blocking=True)
-            x = x.float().div_(255)
-            yield c.batch(self.norm(augment(x, self.aug) if self.aug else x)), y
+@dataclass
+class TrainingRun:
+    """The data, the recipe, and what makes the run reproducible and resumable."""
+    train: Split
+    norm: Normalizer
+    optim: Any  # pwl.config.OptimConfig
+    augment: Any  # pwl.config.AugmentConfig, or None
+    checkpoint: Path  # resume checkpoint, rewritten after every epoch
+    fingerprint: str  # a checkpoint is resumed only when it was written for the same params and data
+    seed: int
+    compute: Compute = field(default_factory=lambda: CPU)
+    desc: str = "train"  # log prefix, e.g. 'vgg/teacher'
+    on_epoch: Callable = lambda rec: None  # every epoch record, on rank 0 (DVCLive)
 
 
 class Objective(nn.Module):
@@ -118,100 +103,135 @@ class Objective(nn.Module):
 
 
 def train_step(objective: Callable, optimizer: torch.optim.Optimizer, sched, x, y, progress: float,
-               compute: Compute = CPU, scaler=None):
+               compute: Compute = CPU, scaler=None, clip: float = 0.0):
+    """One optimiser step; `clip` > 0 caps the total gradient norm of all trained parameters first."""
     with compute.autocast():
         loss, terms, logits = objective(x, y, progress)
     optimizer.zero_grad(set_to_none=True)
     if scaler is not None:  # float16 autocast: scale the loss so small gradients do not underflow
         scaler.scale(loss).backward()
+        if clip:
+            scaler.unscale_(optimizer)  # clip the true gradients, not the scaled ones
+            clip_gradients(optimizer, clip)
         scaler.step(optimizer)
         scaler.update()
     else:
         loss.backward()
+        if clip:
+            clip_gradients(optimizer, clip)
         optimizer.step()
     sched.step()
     return loss.detach(), terms, logits.detach()
 
 
-def fit(*, trainable: nn.Module, param_groups: list[dict], loss_fn: Callable, score_fn: Callable,
-        train: Split, norm: Normalizer, optim_cfg, aug_cfg, ckpt_path: Path, fingerprint: str, seed: int,
-        on_epoch: Callable = lambda rec: None, desc: str = "train", py_rng: random.Random | None = None,
-        compute: Compute = CPU, find_unused_parameters: bool = False) -> FitResult:
-    """Train `trainable` for optim_cfg.epochs. `loss_fn(x, y, progress) -> (loss, terms, logits)`;
-    `score_fn() -> dict` with a 'score' key (validation, higher is better) picks the best epoch.
-    Under DDP only rank 0 scores, checkpoints and calls `on_epoch`; the other ranks train in lockstep and end
-    with the last weights. `find_unused_parameters`: some trained parameters may sit out a step (PWL's
-    sampled mixed states), which DDP must be told."""
-    py_rng = py_rng or random.Random(seed)
-    batches = Batches(train, optim_cfg.batch_size, norm, aug_cfg, compute)
-    total = optim_cfg.epochs * len(batches)
-    warmup = round(optim_cfg.warmup_epochs * len(batches))
-    min_factor = min(optim_cfg.lr * optim_cfg.min_lr_ratio, optim_cfg.min_lr) / optim_cfg.lr
-    optimizer = make_optimizer(param_groups, optim_cfg)
-    sched = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, total, warmup, min_factor))
+def clip_gradients(optimizer: torch.optim.Optimizer, max_norm: float) -> None:
+    torch.nn.utils.clip_grad_norm_([p for g in optimizer.param_groups for p in g["params"]], max_norm)
+
+
+def save_resume_checkpoint(path: Path, state: dict) -> None:
+    atomic_write(path, lambda tmp: torch.save(state, tmp))
+
+
+def load_resume_checkpoint(run: TrainingRun) -> dict | None:
+    """The checkpoint to resume from, or None: there is none, or it was written for other params or data, or
+    on another machine setup (mixing would change the floats)."""
+    path, main = run.checkpoint, run.compute.is_main
+    if not path.exists():
+        return None
+    try:
+        ck = torch.load(path, map_location=run.compute.device, weights_only=False)
+    except Exception as e:
+        raise PWLError(f"resume checkpoint {path} is unreadable ({e})",
+                       f"delete {path} to train from scratch") from None
+    if ck.get("fingerprint") != run.fingerprint:
+        if main:
+            print(f"[{run.desc}] ignoring stale checkpoint {path} (params or data changed)", flush=True)
+        return None
+    mismatch = resume_mismatch(ck.get("machine"))
+    if mismatch:
+        if main:
+            print(f"[{run.desc}] not resuming from {path}: {mismatch}; training from scratch", flush=True)
+        return None
+    if main:
+        print(f"[{run.desc}] resuming after epoch {ck['epoch']} from {path}", flush=True)
+    return ck
+
+
+def restore(ck: dict, module: nn.Module, optimizer, sched, scaler) -> FitResult:
+    """Put a run back where its checkpoint left it; returns the selection state so far."""
+    module.load_state_dict(ck["model"])
+    optimizer.load_state_dict(ck["optimizer"])
+    sched.load_state_dict(ck["scheduler"])
+    if scaler is not None and ck.get("scaler"):
+        scaler.load_state_dict(ck["scaler"])
+    return FitResult(ck["best_state"], ck["best_epoch"], ck["best_score"], ck["history"], resumed_from=ck["epoch"])
+
+
+def data_parallel(objective: nn.Module, compute: Compute, find_unused_parameters: bool) -> nn.Module:
+    """DDP under torchrun (broadcasts rank 0's weights, then averages gradients every step); as is otherwise."""
+    if not compute.distributed:
+        return objective
+    return nn.parallel.DistributedDataParallel(objective, find_unused_parameters=find_unused_parameters,
+                                               device_ids=[compute.device] if compute.device.type == "cuda" else None)
+
+
+def fit(trainee: Trainee, run: TrainingRun) -> FitResult:
+    """Train for `run.optim.epochs`, select the epoch with the best `score_fn()`, and leave its weights in
+    `trainee.module`. Under DDP only rank 0 scores, checkpoints and calls `on_epoch`; the other ranks train in
+    lockstep and end with the last weights."""
+    model, cfg, compute, desc = trainee.module, run.optim, run.compute, run.desc
+    py_rng = trainee.py_rng or random.Random(run.seed)
+    batches = Batches(run.train, cfg.batch_size, run.norm, run.augment, compute)
+    total = cfg.epochs * len(batches)
+    optimizer = make_optimizer(trainee.param_groups, cfg)
+    sched = cosine_schedule(optimizer, cfg, len(batches))
     scaler = torch.amp.GradScaler(compute.device.type) if compute.needs_grad_scaler else None
-    best = FitResult(best_state=copy.deepcopy(trainable.state_dict()), best_epoch=0, best_score=-math.inf)
-    start = 0
-    if ckpt_path.exists():
-        try:
-            ck = torch.load(ckpt_path, map_location=compute.device, weights_only=False)
-        except Exception as e:
-            raise PWLError(f"resume checkpoint {ckpt_path} is unreadable ({e})",
-                           f"delete {ckpt_path} to train from scratch") from None
-        if ck.get("fingerprint") == fingerprint:
-            trainable.load_state_dict(ck["model"])
-            optimizer.load_state_dict(ck["optimizer"])
-            sched.load_state_dict(ck["scheduler"])
-            if scaler is not None and ck.get("scaler"):
-                scaler.load_state_dict(ck["scaler"])
-            best = FitResult(ck["best_state"], ck["best_epoch"], ck["best_score"], ck["history"])
-            start = best.resumed_from = ck["epoch"]
-            if compute.is_main:
-                print(f"[{desc}] resuming after epoch {start} from {ckpt_path}", flush=True)
-        elif compute.is_main:
-            print(f"[{desc}] ignoring stale checkpoint {ckpt_path} (params or data changed)", flush=True)
-    objective = Objective(trainable, loss_fn)
-    if compute.distributed:  # broadcasts rank 0's weights, then averages gradients every step
-        objective = nn.parallel.DistributedDataParallel(objective, find_unused_parameters=find_unused_parameters,
-                                            device_ids=[compute.device] if compute.device.type == "cuda" else None)
+    guard = FiniteGuard(optimizer, desc, len(batches), compute.device, check_grads=scaler is None)
+    best = FitResult(best_state=copy.deepcopy(model.state_dict()), best_epoch=0, best_score=-math.inf)
+    ck = load_resume_checkpoint(run)
+    if ck is not None:
+        best = restore(ck, model, optimizer, sched, scaler)
+    objective = data_parallel(Objective(model, trainee.loss_fn), compute, trainee.find_unused_parameters)
     for rec in best.history:
-        on_epoch(rec)
-    for epoch in range(start + 1, optim_cfg.epochs + 1):
-        rank_seed = epoch_seed(seed, epoch, compute.rank)
+        run.on_epoch(rec)
+    for epoch in range(best.resumed_from + 1, cfg.epochs + 1):
+        rank_seed = epoch_seed(run.seed, epoch, compute.rank)
         torch.manual_seed(rank_seed)  # augmentation, dropout
         py_rng.seed(rank_seed)  # PWL's sampled mixed states
-        trainable.train()
+        model.train()
         t0, sums, correct, seen = time.perf_counter(), {}, 0, 0
-        bar = tqdm(batches.epoch(epoch_seed(seed, epoch)), total=len(batches), mininterval=30, leave=False,
-                   desc=f"[{desc}] epoch {epoch}/{optim_cfg.epochs}", disable=not compute.is_main)
+        bar = tqdm(batches.epoch(epoch_seed(run.seed, epoch)), total=len(batches), mininterval=30, leave=False,
+                   desc=f"[{desc}] epoch {epoch}/{cfg.epochs}", disable=not compute.is_main)
         for i, (x, y) in enumerate(bar):
             progress = ((epoch - 1) * len(batches) + i) / total
-            loss, terms, logits = train_step(objective, optimizer, sched, x, y, progress, compute, scaler)
+            loss, terms, logits = train_step(objective, optimizer, sched, x, y, progress, compute, scaler,
+                                           cfg.clip_grad_norm)
+            guard.step(loss, epoch, i + 1)  # stops at the first non-finite loss or gradient
             for k, v in {"loss": loss, **terms}.items():
                 sums[k] = sums.get(k, 0.0) + v.float()
             correct += (logits.argmax(1) == y).sum()
             seen += len(y)
+        guard.flush()  # before anything of this epoch is scored or saved
         if not compute.is_main:
             continue
-        trainable.eval()
-        val = score_fn()
+        model.eval()
+        val = trainee.score_fn()
         rec = {"epoch": epoch, **{f"train/{k}": v.item() / len(batches) for k, v in sums.items()},
                "train/acc": float(correct) / max(1, seen), **{f"val/{k}": v for k, v in val.items()},
                "lr": optimizer.param_groups[0]["lr"], "epoch_s": time.perf_counter() - t0}
-        best.history.append(rec)
-        if val["score"] > best.best_score:
-            best.best_state, best.best_epoch, best.best_score = copy.deepcopy(trainable.state_dict()), epoch, val["score"]
-        atomic_save({"fingerprint": fingerprint, "epoch": epoch, "model": trainable.state_dict(),
-                     "optimizer": optimizer.state_dict(), "scheduler": sched.state_dict(),
-                     "scaler": scaler.state_dict() if scaler is not None else None,
-                     "best_state": best.best_state, "best_epoch": best.best_epoch, "best_score": best.best_score,
-                     "history": best.history}, ckpt_path)
-        on_epoch(rec)
+        best.add_epoch(rec, val["score"], model)
+        save_resume_checkpoint(run.checkpoint, {
+            "fingerprint": run.fingerprint, "epoch": epoch, "model": model.state_dict(),
+            "machine": machine(),  # threads and CPU kernels: a resume elsewhere restarts instead
+            "optimizer": optimizer.state_dict(), "scheduler": sched.state_dict(),
+            "scaler": scaler.state_dict() if scaler is not None else None, "best_state": best.best_state,
+            "best_epoch": best.best_epoch, "best_score": best.best_score, "history": best.history})
+        run.on_epoch(rec)
         print(f"[{desc}] epoch {epoch}: loss {rec['train/loss']:.4f} train acc {rec['train/acc']:.4f} "
               f"val score {val['score']:.4f} ({rec['epoch_s']:.0f}s)", flush=True)
     if compute.distributed:
         dist.barrier()  # every rank leaves together, after rank 0 has written its last checkpoint
     if compute.is_main:
-        trainable.load_state_dict(best.best_state)
-    trainable.eval()
+        model.load_state_dict(best.best_state)
+    model.eval()
     return best

@@ -7,7 +7,7 @@ from pwl.compute import make_compute
 from pwl.data import Normalizer, load_prepared
 from pwl.evaluation import block_bytes, state_accuracies
 from pwl.stage import elapsed, main, setup, write_json
-from pwl.states import TEACHER, all_states, label, prefix_order, suffix_order
+from pwl.states import TEACHER, all_states, label, lattice_summary, prefix_mean, prefix_order, suffix_order
 
 
 def run():
@@ -31,8 +31,10 @@ def run():
     write_json(paths.metrics(args.arch, "eval"), {
         "num_blocks": mixed.num_blocks, "all_student_test": test[prefix[0]], "all_teacher_test": test[prefix[-1]],
         "prefix_test": {s: test[s] for s in prefix}, "suffix_test": {s: test[s] for s in suffix},
-        "prefix_mean_test": sum(test[s] for s in prefix) / len(prefix),
+        # the same score distill selects on (select_on: prefix_mean): the states served before all-T
+        "prefix_mean": {split: prefix_mean(acc[split], mixed.num_blocks) for split in ("val", "test")},
         "prefix_worst_dip": min(0.0, min(steps)),
+        "lattice_test": lattice_summary(test),  # every state, not just the prefix order (the lattice mode's targets)
         "teacher_params": sum(p.numel() for p in mixed.teacher.parameters()),
         "student_params": sum(p.numel() for p in mixed.student.parameters()),
         "converter_params": sum(p.numel() for p in mixed.converters.parameters()),

@@ -1,13 +1,19 @@
 """Stage `export@arch`: the distilled student in one file and each teacher block as its own shard, with a
-manifest (bytes, sha256) and the loading orders the runtime may follow: prefix, suffix and the best order
-on the *validation* accuracies (area under accuracy against bytes loaded)."""
+manifest (bytes, sha256, validation accuracy of every state) and the loading orders the runtime may follow:
+prefix, suffix, the best order on the *validation* accuracies against bytes loaded (`best_val`), and per
+device profile of `loadsim.devices` the order with the largest area under validation accuracy against the
+modelled load time on that device (`value_<device>`: latency + bytes / bandwidth per block, exact DP over
+subsets; pwl.runtime.orders). Also the weight bytes every state needs (reports/metrics/<arch>/state_bytes.csv,
+read by the report and by `python -m pwl.budget`)."""
 import pandas as pd
 
 from pwl import paths
+from pwl.budget import bytes_table, bytes_table_path
 from pwl.build import load_trained_mixed
 from pwl.data import load_prepared
+from pwl.env import machine
 from pwl.evaluation import block_bytes
-from pwl.runtime import export_shards, model_configs
+from pwl.runtime import block_seconds, export_shards, model_configs, value_order
 from pwl.stage import elapsed, main, setup, write_json
 from pwl.states import best_order, prefix_order, suffix_order
 
@@ -19,14 +25,24 @@ def run():
     mixed = load_trained_mixed(args.arch, cfg, ds)
     n = mixed.num_blocks
     table = pd.read_csv(paths.states_table(args.arch), dtype={"state": str})
-    val_acc = dict(zip(table["state"], table["val_acc"]))
+    val_acc = {s: float(a) for s, a in zip(table["state"], table["val_acc"])}
     orders = {"prefix": prefix_order(n), "suffix": suffix_order(n),
               "best_val": best_order(val_acc, block_bytes(mixed.teacher))}
-    manifest = export_shards(mixed, paths.shards(args.arch),
-                             model_configs(cfg.teacher, cfg.student, ds.in_chans, ds.num_classes, ds.image_size),
-                             orders)
+    configs = model_configs(cfg.teacher, cfg.student, ds.in_chans, ds.num_classes, ds.image_size)
+    out = paths.shards(args.arch)
+    manifest = export_shards(mixed, out, configs, orders, {"val_accuracy": val_acc})
+    devices = {}
+    if params.loadsim is not None:  # the value orders need the files' bytes: add them once the shards exist
+        for name in params.loadsim.devices:
+            profile = params.loadsim.device(name)
+            orders[f"value_{name}"] = value_order(val_acc, manifest, profile)
+            devices[name] = {"profile": profile.model_dump(), "block_s": block_seconds(manifest, profile),
+                             "order": f"value_{name}"}
+        manifest = export_shards(mixed, out, configs, orders, {"val_accuracy": val_acc, "value_orders": devices})
+    bytes_table(out).to_csv(bytes_table_path(args.arch), index=False)
     write_json(paths.metrics(args.arch, "export"), {
-        "orders": orders, "files": {k: v["bytes"] for k, v in manifest["files"].items()}, "wall_s": elapsed()})
+        "orders": orders, "files": {k: v["bytes"] for k, v in manifest["files"].items()}, **machine(),
+        "wall_s": elapsed()})
 
 
 if __name__ == "__main__":

@@ -1,5 +1,6 @@
 """Stage `prepare`: the dataset as train/val/test uint8 tensors + manifest (the val split picks checkpoints)."""
 from pwl import data, paths
+from pwl.env import machine
 from pwl.stage import elapsed, main, setup, write_json
 
 
@@ -8,7 +9,7 @@ def run():
     manifest = data.prepare(params.data, params.seed, paths.DATA, paths.RAW)
     counts = {k: v["count"] for k, v in manifest["splits"].items()}
     write_json(paths.METRICS / "prepare.json", {"dataset": manifest["dataset"], "source": manifest["source"],
-                                                **counts, "wall_s": elapsed()})
+                                                **counts, **machine(), "wall_s": elapsed()})
     print(f"prepared {manifest['dataset']} from {manifest['source']}: {counts}")
 
 

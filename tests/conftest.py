@@ -7,7 +7,7 @@ import torch
 from pwl.build import freeze
 from pwl.config import ArchConfig
 from pwl.mixing import Converters, MixedModel
-from pwl.models import build_model, parse_model_config
+from pwl.models import build_model, families, parse_model_config
 
 torch.set_num_threads(1)
 
@@ -26,8 +26,15 @@ PAIRS = {
                          "depths": [2, 2, 2]},
                 student={"family": "vit", "patch_size": 4, "dim": 8, "heads": 2, "mlp_ratio": 2.0,
                          "depths": [1, 1, 1]}),
+    "mobilenet": dict(img=8,
+                      teacher={"family": "mobilenet", "stem_width": 8, "widths": [8, 12, 16], "depths": [2, 2, 2],
+                               "strides": [1, 2, 2], "expand_ratio": 2, "head_width": 16},
+                      student={"family": "mobilenet", "stem_width": 4, "widths": [4, 6, 8], "depths": [1, 1, 1],
+                               "strides": [1, 2, 2], "expand_ratio": 2, "head_width": 8}),
 }
-FAMILIES = tuple(PAIRS)
+# Every registered family runs every family-parametrised test: registering one without a tiny pair here fails.
+FAMILIES = tuple(families())
+assert set(PAIRS) == set(FAMILIES), f"tests/conftest.py PAIRS needs a tiny teacher/student pair for {FAMILIES}"
 
 
 def make_net(raw: dict, img: int, seed: int = 0):

@@ -84,3 +84,16 @@ def test_fingerprint():
     assert a == fingerprint(OptimConfig(), LossConfig(), 0, {"x": 1}) and len(a) == 16
     assert a != fingerprint(OptimConfig(lr=0.02), LossConfig(), 0, {"x": 1})
     assert a != fingerprint(OptimConfig(), LossConfig(), 1, {"x": 1})
+
+
+def test_a_failed_save_leaves_neither_a_file_nor_its_tmp(tmp_path, monkeypatch):
+    """pwl.atomic, the project's one atomic write: a write that fails half way removes its .tmp."""
+    import pwl.checkpoints
+
+    def disk_full(tensors, filename, metadata=None):
+        open(filename, "wb").write(b"half a file")
+        raise OSError("No space left on device")
+    monkeypatch.setattr(pwl.checkpoints, "save_file", disk_full)
+    with pytest.raises(PWLError, match="could not write .*w.safetensors: No space"):  # a full disk: exit 2
+        save_weights(tmp_path / "w.safetensors", {"a": torch.zeros(2)}, {})
+    assert list(tmp_path.iterdir()) == []

@@ -9,7 +9,8 @@ from pwl.compute import CPU, Compute, make_compute
 from pwl.config import ComputeConfig, OptimConfig
 from pwl.data import Normalizer, Split
 from pwl.errors import PWLError
-from pwl.train import accuracy, fit
+from pwl.evaluation import accuracy
+from pwl.train import Trainee, TrainingRun, fit
 
 NORM = Normalizer([0.5] * 3, [0.25] * 3)
 
@@ -30,10 +31,10 @@ def train(model, compute: Compute, ckpt, epochs=2):
     def loss_fn(x, y, progress):
         logits = model(x)
         return F.cross_entropy(logits, y), {}, logits
-    return fit(trainable=model, param_groups=[{"params": list(model.parameters())}], loss_fn=loss_fn,
-               score_fn=lambda: {"score": accuracy(model, split(16, 1), NORM, 8, compute)}, train=split(),
-               norm=NORM, optim_cfg=OptimConfig(lr=0.05, epochs=epochs, batch_size=8), aug_cfg=None,
-               ckpt_path=ckpt, fingerprint="c", seed=0, compute=compute)
+    return fit(Trainee(model, [{"params": list(model.parameters())}], loss_fn,
+                       lambda: {"score": accuracy(model, split(16, 1), NORM, 8, compute)}),
+               TrainingRun(train=split(), norm=NORM, optim=OptimConfig(lr=0.05, epochs=epochs, batch_size=8),
+                           augment=None, checkpoint=ckpt, fingerprint="c", seed=0, compute=compute))
 
 
 def test_auto_resolves_to_cpu_without_a_gpu_and_cuda_is_a_clear_error():

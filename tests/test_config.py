@@ -3,6 +3,7 @@ import copy
 from pathlib import Path
 
 import pytest
+import yaml
 
 from pwl.config import Params, load_params, validate_params
 from pwl.errors import PWLError
@@ -36,6 +37,22 @@ def test_minimal_params_validate_with_defaults():
     assert d.converter_lr_scale == 0.2
 
 
+@pytest.mark.parametrize("profile", ["paper-cifar10", "paper-cifar100"])
+def test_schema_defaults_are_what_the_paper_profiles_spell_out(profile):
+    """One set of published values: the schema's defaults equal the paper profiles' recipe (the CPU profile
+    departs from it in conf/config.yaml, on purpose), and the report's "published" loss is the schema's."""
+    from pwl.config import PUBLISHED_LOSS, AugmentConfig, DistillConfig, LossConfig, OptimConfig
+    assert {k: getattr(LossConfig(), k) for k in PUBLISHED_LOSS} == PUBLISHED_LOSS
+    prof = yaml.safe_load((REPO / "conf" / "profile" / f"{profile}.yaml").read_text())
+    assert AugmentConfig(**prof["augment"]) == AugmentConfig()
+    for name, a in prof["arch"].items():
+        d = a["distill"]
+        assert LossConfig(**d["loss"]) == LossConfig(), name
+        assert d["converter_lr_scale"] == DistillConfig.model_fields["converter_lr_scale"].default
+        if a["teacher"]["family"] != "vit":  # the ViT is fine-tuned with AdamW (METHOD.md)
+            assert all(OptimConfig(**o) == OptimConfig() for o in (a["train_teacher"], a["train_student"], d["optim"]))
+
+
 def test_vit_params_validate():
     raw = minimal()
     raw["archs"] = ["v", "t"]
@@ -59,6 +76,18 @@ def _vit(edit=None):
         raw["arch"]["v"] = copy.deepcopy(VIT)
         if edit:
             edit(raw)
+    return apply
+
+
+MOBILENET = {"teacher": {"family": "mobilenet", "widths": [8, 16, 16], "depths": [2, 2, 2], "strides": [2, 2, 2]},
+             "student": {"family": "mobilenet", "widths": [4, 8, 8], "depths": [1, 1, 1], "strides": [2, 2, 2]},
+             "train_teacher": {}, "train_student": {}, "distill": {"optim": {}}}
+
+
+def _mobilenet(edit):
+    def apply(raw):
+        raw["arch"]["v"] = copy.deepcopy(MOBILENET)
+        edit(raw)
     return apply
 
 
@@ -98,16 +127,37 @@ BAD = [
     ("vgg deep image/2^N", lambda r: r["arch"]["v"].update(
         teacher={"family": "vgg", "widths": [8] * 6, "depths": [1] * 6},
         student={"family": "vgg", "widths": [4] * 6, "depths": [1] * 6}), "not divisible by 2^6"),
+    ("mobilenet image/strides", _mobilenet(_set("data.image_size", 36)),
+     "arch.v.teacher: image_size 36 is not divisible by 8 (the product of strides)"),
+    ("mobilenet stride pairing", _mobilenet(_set("arch.v.student.strides", [1, 1, 2])), "need the same strides"),
     ("unknown top key", _set("epochs", 3), "epochs: Extra inputs are not permitted"),
     ("unknown loss key", _set("arch.v.distill.loss.beta", 3), "beta: Extra inputs are not permitted"),
     ("unknown model key", _set("arch.v.teacher.kernel", 5), "kernel"),
     ("archs without entry", _set("archs", ["v", "w"]), "archs lists ['w'] but arch has no entry"),
-    ("cross_mode", _set("arch.v.distill.loss.cross_mode", "prefix"), "cross_mode: Input should be 'random' or 'all'"),
+    ("cross_mode", _set("arch.v.distill.loss.cross_mode", "prefix"), "cross_mode: Input should be 'random', 'all'"),
     ("bn stats", _set("arch.v.distill.loss.mixed_bn_stats", "drift"), "mixed_bn_stats"),
     ("optimizer", _set("arch.v.train_teacher.optimizer", "adam"), "optimizer: Input should be 'sgd' or 'adamw'"),
     ("val_size", _set("data.val_size", 0), "val_size: Input should be greater than 0"),
     ("missing archs", lambda r: r.pop("archs"), "archs: Field required"),
     ("missing distill optim", _set("arch.v.distill", {}), "optim: Field required"),
+    # every float finite; bounds where a value becomes a sleep, a size or a count; seeds every generator takes
+    ("inf lr", _set("arch.v.train_teacher.lr", float("inf")), "train_teacher.lr: Input should be a finite number"),
+    ("nan w_sync", _set("arch.v.distill.loss.w_sync", float("nan")), "w_sync: Input should be a finite number"),
+    ("inf w_sync string", _set("arch.v.distill.loss.w_sync", "inf"), "w_sync: Input should be a finite number"),
+    ("inf mlp_ratio", _vit(_set("arch.v.teacher.mlp_ratio", float("inf"))), "mlp_ratio: Input should be a finite"),
+    ("inf latency", _set("loadsim", {"devices": {"sd": {"read_bandwidth": 2e7, "open_latency_s": float("inf")}},
+                                     "profiles": ["sd"]}), "open_latency_s: Input should be a finite number"),
+    ("huge latency", _set("loadsim", {"devices": {"sd": {"read_bandwidth": 2e7, "open_latency_s": 1e9}},
+                                      "profiles": ["sd"]}), "open_latency_s: Input should be less than or equal to 10"),
+    ("tiny bandwidth", _set("loadsim", {"devices": {"sd": {"read_bandwidth": 1e-300}}, "profiles": ["sd"]}),
+     "read_bandwidth: Input should be greater than or equal to 10000"),
+    ("huge horizon", _set("loadsim", {"devices": {}, "profiles": [], "horizon_s": 1e12}), "horizon_s"),
+    ("huge seed", _set("seed", 10 ** 20), "seed: Input should be less than or equal to 4294967295"),
+    ("negative seed", _set("seed", -1), "seed: Input should be greater than or equal to 0"),
+    ("huge threads", _set("threads", 10 ** 6), "threads: Input should be less than or equal to 1024"),
+    ("huge image", _set("data.image_size", 10 ** 6), "image_size: Input should be less than or equal to 2048"),
+    ("huge batch", _set("arch.v.train_teacher.batch_size", 10 ** 9), "batch_size: Input should be less than"),
+    ("huge epochs", _set("arch.v.train_teacher.epochs", 10 ** 9), "epochs: Input should be less than"),
 ]
 
 

@@ -19,7 +19,8 @@ from pwl.compute import CPU, Compute
 from pwl.config import OptimConfig
 from pwl.data import Normalizer, Split
 from pwl.errors import PWLError
-from pwl.train import Batches, fit
+from pwl.data import Batches
+from pwl.train import Trainee, TrainingRun, fit
 
 REPO = Path(__file__).resolve().parents[1]
 OPTIM = OptimConfig(lr=0.1, epochs=2, batch_size=8, momentum=0.9, weight_decay=0.0)
@@ -41,11 +42,11 @@ def train(model: nn.Module, ckpt: Path, compute: Compute, epochs_seen: list) -> 
         logits = model(x)
         return F.cross_entropy(logits, y), {}, logits
 
-    fit(trainable=model, param_groups=[{"params": list(model.parameters())}], loss_fn=loss_fn,
-        score_fn=lambda: {"score": float(len(epochs_seen))},  # rises: the last epoch is the best
-        train=data(), norm=Normalizer([0.5], [0.25]), optim_cfg=OPTIM,
-        aug_cfg=None, ckpt_path=ckpt, fingerprint="ddp", seed=0, on_epoch=lambda rec: epochs_seen.append(rec["epoch"]),
-        desc="ddp", compute=compute)
+    fit(Trainee(model, [{"params": list(model.parameters())}], loss_fn,
+                lambda: {"score": float(len(epochs_seen))}),  # rises: the last epoch is the best
+        TrainingRun(train=data(), norm=Normalizer([0.5], [0.25]), optim=OPTIM, augment=None, checkpoint=ckpt,
+                    fingerprint="ddp", seed=0, on_epoch=lambda rec: epochs_seen.append(rec["epoch"]), desc="ddp",
+                    compute=compute))
     return {k: v.clone() for k, v in model.state_dict().items()}
 
 
@@ -55,8 +56,8 @@ def _worker(rank: int, world: int, port: int, out: str):
     dist.init_process_group("gloo", rank=rank, world_size=world)
     import pwl.train
     saves = []
-    real_save = pwl.train.atomic_save
-    pwl.train.atomic_save = lambda obj, path: (saves.append(str(path)), real_save(obj, path))
+    real_save = pwl.train.save_resume_checkpoint
+    pwl.train.save_resume_checkpoint = lambda path, state: (saves.append(str(path)), real_save(path, state))
     epochs_seen = []
     state = train(net(), Path(out) / "ckpt.pt", Compute(torch.device("cpu"), rank=rank, world_size=world), epochs_seen)
     torch.save({"state": state, "saves": saves, "epochs_seen": epochs_seen}, Path(out) / f"rank{rank}.pt")

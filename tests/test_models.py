@@ -12,13 +12,14 @@ from pwl.build import build_mixed, distilled_parts, freeze
 from pwl.errors import PWLError
 from pwl.evaluation import block_bytes
 from pwl.models import build_model, families, get_family, init_pretrained, parse_model_config
+from pwl.models.mobilenet import InvertedResidual, MobileNetConfig
 from pwl.models.resnet import ResNetConfig
 from pwl.models.vgg import VGGConfig
 from pwl.models.vit import ViTConfig
 
 
-def test_registry_lists_three_families():
-    assert families() == ["resnet", "vgg", "vit"]
+def test_registry_lists_the_families():
+    assert families() == ["mobilenet", "resnet", "vgg", "vit"]
 
 
 def test_unknown_family_is_pwl_error():
@@ -76,30 +77,48 @@ def test_depths_set_layers_per_block(family):
         assert n_layers == d
 
 
-def test_block_parameter_counts_cover_everything(family):
+def test_block_bytes_cover_everything(family):
     pair = PAIRS[family]
     net = make_net(pair["teacher"], pair["img"])
-    counts = net.block_parameter_counts()
-    assert len(counts) == net.num_blocks
-    assert sum(counts) == sum(p.numel() for p in net.parameters())
     sizes = block_bytes(net)
+    assert len(sizes) == net.num_blocks
     assert sum(sizes) == sum(t.numel() * t.element_size() for t in net.state_dict().values())
 
 
-def test_vgg_image_size_must_divide():
-    with pytest.raises(ValueError, match="not divisible by 2\\^3"):
-        make_net(PAIRS["vgg"]["teacher"], img=12)
+@pytest.mark.parametrize("family_,img,needle", [("vgg", 12, "image_size 12 is not divisible by 2\\^3"),
+                                                ("vit", 10, "input size 10 is not divisible by patch_size 4"),
+                                                ("mobilenet", 6, "image_size 6 is not divisible by 4")])
+def test_geometry_hooks_stop_a_build_with_a_pwl_error(family_, img, needle):
+    """The family's check_input hook (which the params schema also runs) guards the builder: a PWLError,
+    i.e. exit 2 from a stage, not a traceback from inside a builder."""
+    with pytest.raises(PWLError, match=needle):
+        make_net(PAIRS[family_]["teacher"], img=img)
+    with pytest.raises(ValueError, match=needle):
+        parse_model_config(PAIRS[family_]["teacher"]).check_input(img)
+    parse_model_config(PAIRS[family_]["teacher"]).check_input(PAIRS[family_]["img"])
 
 
-def test_vit_image_size_must_divide_patch():
-    with pytest.raises(ValueError, match="not divisible by patch size 4"):
-        make_net(PAIRS["vit"]["teacher"], img=10)
+def test_mobilenet_is_block_aligned_inverted_residuals():
+    """MobileNetV2-style: one stage per block, stride at each stage's first layer, identity shortcut only where
+    shapes allow; the published layout is the family's default."""
+    d = MobileNetConfig()
+    assert (d.widths, d.depths, d.strides, d.expand_ratio, d.head_width) == (
+        (16, 24, 32, 64, 96, 160, 320), (1, 2, 3, 4, 3, 3, 1), (1, 1, 2, 2, 1, 2, 1), 6, 1280)
+    raw = PAIRS["mobilenet"]["teacher"]
+    net = make_net(raw, 8).eval()
+    layers = [layer for block in net.blocks for layer in block]
+    assert all(isinstance(layer, InvertedResidual) for layer in layers)
+    assert [layer.residual for layer in layers] == [True, True, False, True, False, True]  # stem 8 -> 8: identity
+    shapes = [f.shape[1:] for f in net.features(torch.randn(2, IN_CHANS, 8, 8))]
+    assert shapes == [(8, 8, 8), (12, 4, 4), (16, 2, 2)]
+    with pytest.raises(ValidationError, match="strides \\[1, 2\\] must give 1 or 2 for each of the 3 blocks"):
+        MobileNetConfig(widths=(4, 4, 4), depths=(1, 1, 1), strides=(1, 2))
 
 
 def test_family_schema_errors():
     with pytest.raises(ValidationError, match="widths has 2 entries but depths has 3"):
         VGGConfig(widths=(4, 8), depths=(1, 1, 1))
-    with pytest.raises(ValidationError, match="positive integers"):
+    with pytest.raises(ValidationError, match="depths \\[1, 0\\]: sizes and counts must be integers"):
         VGGConfig(widths=(4, 8), depths=(1, 0))
     with pytest.raises(ValidationError, match="not divisible by heads"):
         ViTConfig(dim=10, heads=3)

@@ -77,3 +77,54 @@ def test_delta_text_states_counts_and_setup_differences(tmp_path):
     assert "teacher 2 vs 100" in text and "1000 training images" in text and "mapped onto our 5 blocks" in text
     full = validate_params(compose("paper-cifar100", out=tmp_path / "q.yaml", conf=REPO / "conf").model_dump())
     assert "fewer epochs" not in markdown.paper_deltas(full, "vgg", table)  # the published recipe: not a reason
+
+
+def test_label_table_sets_the_papers_labels_beside_ours():
+    table = tables.label_table(fake_states(5), REFERENCE, "vgg").set_index("label")
+    assert list(table.index) == list(tables.LABELS)
+    assert table["states"].sum() == 32 and table.loc["other", "states"] == 32 - 2 - 4 - 4 - 6
+    assert table.loc["prefix", "min"] == 82.0 and table.loc["prefix", "mean"] == pytest.approx(85.0)
+    # the paper's VGG CIFAR-10 cells labelled on its own 4 positions (prefix TSSS/TTSS/TTTS, ...)
+    assert table.loc["prefix", "paper_cifar10_min"] == 92.1
+    assert table.loc["prefix", "paper_cifar10_mean"] == pytest.approx((92.1 + 93.1 + 92.7) / 3)
+    assert table.loc["suffix", "paper_cifar10_min"] == 90.3 and table.loc["contiguous", "paper_cifar10_min"] == 86.1
+    assert table.loc["student", "paper_cifar100_mean"] == 71.1  # repeated cells: the prefix table's
+    assert table.loc["other", "paper_cifar10_states"] == 0 and pd.isna(table.loc["other", "paper_cifar10_min"])
+
+
+def test_lattice_stats_worst_state_and_non_prefix_mean():
+    acc = {s: 88.0 for s in all_states(3)}
+    acc.update({"TSS": 88.5, "TTS": 89.0, "TTT": 90.0, "SST": 86.5, "STS": 87.5, "TST": 80.0})
+    stats = tables.lattice_stats(pd.Series(acc))
+    assert stats["worst_state"] == "TST" and stats["worst"] == 80.0 and stats["worst_vs_all_S"] == -8.0
+    assert stats["below_all_S_minus_1"] == 2  # SST (-1.5) and TST; STS (-0.5) is within one point
+    nonprefix = [86.5, 87.5, 88.0, 80.0]  # SST, STS, STT, TST: the mixed states that are not prefixes
+    assert stats["nonprefix_mixed_mean"] == pytest.approx(sum(nonprefix) / 4)
+    rows = tables.lattice("vgg", fake_states(4), REFERENCE, "vgg")
+    assert [r["source"] for r in rows] == ["ours", "paper vgg cifar10", "paper vgg cifar100"]
+    paper10 = rows[1]
+    assert paper10["states"] == 11 and paper10["worst_state"] == "STSS" and paper10["worst"] == 86.1
+    assert paper10["below_all_S_minus_1"] == 4  # STSS 86.1, SSTS 88.4, STTS 89.8, SSTT 90.3 (< 91.7 - 1; SSST 91.0 not)
+
+
+def test_a_family_without_paper_numbers_is_skipped_and_said_so():
+    assert tables.paper_columns(REFERENCE, "mlp") is None
+    assert tables.paper_comparison(REFERENCE, "mlp", "cifar10", fake_states(4)) is None
+    labels = tables.label_table(fake_states(4), REFERENCE, "mlp")
+    assert not any(c.startswith("paper_") for c in labels.columns)
+    assert [r["source"] for r in tables.lattice("mlp", fake_states(4), REFERENCE, "mlp")] == ["ours"]
+    text = "\n".join(markdown.label_section("mlp", {"labels": labels, "family": "mlp"}))
+    assert "the paper publishes no numbers for the `mlp` family" in text
+
+
+def test_report_text_has_no_hand_typed_measurements():
+    source = Path(markdown.__file__).read_text()
+    assert "4.5 s" not in source and "2-3 points" not in source and "2-3 minutes" not in source
+
+
+def test_strategy_gains_against_the_prefix_order():
+    table = pd.DataFrame({"device": ["lte"] * 3 + ["nvme"] * 3,
+                          "strategy": ["pwl_prefix", "pwl_value", "pwl_parallel"] * 2,
+                          "mean acc over horizon": [80.0, 81.5, 70.0, 88.0, 88.0, 87.25]})
+    text = markdown.strategy_gains(table)[0]
+    assert "`pwl_value` lte +1.50, nvme +0.00" in text and "`pwl_parallel` lte -10.00, nvme -0.75" in text

@@ -2,7 +2,7 @@
 import pytest
 
 from pwl.errors import PWLError
-from pwl.states import all_states, is_order, label, parse_state, prefix_order, suffix_order
+from pwl.states import all_states, is_order, label, parse_state, prefix_mean, prefix_order, suffix_order
 
 
 def test_parse_state_normalises():
@@ -48,3 +48,21 @@ def test_all_states():
     assert states == sorted(states) and len(set(states)) == 8
     assert states[0] == "SSS" and states[-1] == "TTT"
     assert all(parse_state(s, 3) == s for s in states)
+
+
+def test_prefix_mean_is_over_the_states_served_before_all_T():
+    """One definition: distill selects on it, evaluate reports it (eval.json `prefix_mean`)."""
+    acc = {"SSS": 0.5, "TSS": 0.6, "TTS": 0.7, "TTT": 1.0}
+    assert prefix_mean(acc, 3) == pytest.approx(0.6)  # the teacher (TTT) is not averaged in
+
+
+def test_lattice_summary_on_a_hand_made_table():
+    from pwl.states import lattice_summary
+    acc = {"SS": 0.80, "ST": 0.785, "TS": 0.82, "TT": 0.90}
+    got = lattice_summary(acc)
+    assert got["worst_state"] == "ST" and got["worst"] == 0.785
+    assert abs(got["worst_vs_all_S"] + 0.015) < 1e-12
+    assert got["nonprefix_mixed_mean"] == 0.785  # ST is the only mixed state that is not a prefix
+    assert got["below_all_S"] == 1  # ST is 1.5 points below all-S; TS and TT are above
+    assert got["by_label"]["prefix"] == {"min": 0.82, "mean": 0.82, "states": 1}
+    assert lattice_summary({"SS": 0.8, "TS": 0.81, "TT": 0.9, "ST": 0.795})["below_all_S"] == 0

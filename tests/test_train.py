@@ -1,4 +1,5 @@
 """The training loop: per-step cosine schedule, per-epoch checkpoints, exact resume, best-epoch selection."""
+import copy
 import math
 import random
 
@@ -13,7 +14,8 @@ from pwl.config import AugmentConfig, LossConfig, OptimConfig
 from pwl.data import Normalizer, Split
 from pwl.errors import PWLError
 from pwl.losses import pwl_loss
-from pwl.train import accuracy, fit, lr_factor, make_optimizer
+from pwl.evaluation import accuracy
+from pwl.train import Trainee, TrainingRun, fit, lr_factor, make_optimizer
 
 NORM1 = Normalizer([0.5], [0.25])
 NORM3 = Normalizer([0.5] * 3, [0.25] * 3)
@@ -50,9 +52,9 @@ def fit_plain(model, ckpt, fp="fp", epochs=2, scores=None, on_epoch=lambda rec: 
         return F.cross_entropy(logits, y), {"ce": F.cross_entropy(logits, y).detach()}, logits
 
     optim = optim or OptimConfig(lr=0.05, epochs=epochs, batch_size=8)
-    return fit(trainable=model, param_groups=[{"params": list(model.parameters())}], loss_fn=loss_fn,
-               score_fn=score_fn, train=tiny_split(), norm=NORM1, optim_cfg=optim, aug_cfg=AUG, ckpt_path=ckpt,
-               fingerprint=fp, seed=seed, on_epoch=on_epoch, desc="test")
+    return fit(Trainee(model, [{"params": list(model.parameters())}], loss_fn, score_fn),
+               TrainingRun(train=tiny_split(), norm=NORM1, optim=optim, augment=AUG, checkpoint=ckpt,
+                           fingerprint=fp, seed=seed, on_epoch=on_epoch, desc="test"))
 
 
 def same_state(a: dict, b: dict) -> bool:
@@ -167,10 +169,9 @@ def test_best_epoch_is_restored(tmp_path):
         logits = model(x)
         return F.cross_entropy(logits, y), {}, logits
 
-    res = fit(trainable=model, param_groups=[{"params": list(model.parameters())}], loss_fn=loss_fn,
-              score_fn=lambda: next(vals), train=tiny_split(), norm=NORM1,
-              optim_cfg=OptimConfig(lr=0.05, epochs=2, batch_size=8), aug_cfg=None,
-              ckpt_path=ckpt, fingerprint="fp", seed=0)
+    res = fit(Trainee(model, [{"params": list(model.parameters())}], loss_fn, lambda: next(vals)),
+              TrainingRun(train=tiny_split(), norm=NORM1, optim=OptimConfig(lr=0.05, epochs=2, batch_size=8),
+                          augment=None, checkpoint=ckpt, fingerprint="fp", seed=0))
     ck = torch.load(ckpt, weights_only=False)
     assert res.best_epoch == 1 and res.best_score == 5.0
     assert same_state(model.state_dict(), ck["best_state"])
@@ -203,10 +204,10 @@ def test_distillation_resume_is_exact(tmp_path):
 
         groups = [{"params": list(mixed.student.parameters()), "lr": 0.02},
                   {"params": list(mixed.converters.parameters()), "lr": 0.004}]
-        res = fit(trainable=parts, param_groups=groups,
-                  loss_fn=lambda x, y, p: pwl_loss(mixed, x, y, loss_cfg, rng, p), score_fn=score_fn, train=data,
-                  norm=NORM3, optim_cfg=optim, aug_cfg=AUG, ckpt_path=ckpt, fingerprint="d", seed=0, py_rng=rng,
-                  on_epoch=on_epoch)
+        res = fit(Trainee(parts, groups, lambda x, y, p: pwl_loss(mixed, x, y, loss_cfg, rng, p), score_fn,
+                          py_rng=rng),
+                  TrainingRun(train=data, norm=NORM3, optim=optim, augment=AUG, checkpoint=ckpt, fingerprint="d",
+                              seed=0, on_epoch=on_epoch))
         return mixed, res
 
     full, _ = run(tmp_path / "full.pt")
@@ -223,3 +224,33 @@ def test_distillation_resume_is_exact(tmp_path):
     assert same_state(distilled_parts(resumed).state_dict(), distilled_parts(full).state_dict())
     assert all(math.isfinite(r["train/loss"]) for r in res.history)
     assert {"train/hard", "train/soft", "train/sync", "train/recon", "train/cross"} <= set(res.history[-1])
+
+
+def test_clip_grad_norm_changes_a_step_exactly_as_torch_does():
+    """`optim.clip_grad_norm` rescales the gradients of every trained parameter together, as
+    torch.nn.utils.clip_grad_norm_ does, before the optimiser step; 0 leaves the step alone."""
+    from pwl.train import make_optimizer, train_step
+    torch.manual_seed(0)
+    x, y = torch.randn(8, 6) * 50, torch.randint(0, 3, (8,))
+    results = {}
+    for clip in (0.0, 0.5):
+        torch.manual_seed(1)
+        net = nn.Sequential(nn.Linear(6, 5), nn.ReLU(), nn.Linear(5, 3))
+        ref = copy.deepcopy(net)
+        cfg = OptimConfig(lr=0.1, momentum=0.0, weight_decay=0.0, clip_grad_norm=clip)
+        opt = make_optimizer([{"params": net.parameters()}], cfg)
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 1.0)
+
+        def objective(a, b, p, net=net):
+            z = net(a)
+            return nn.functional.cross_entropy(z, b), {}, z
+        train_step(objective, opt, sched, x, y, 0.0, clip=cfg.clip_grad_norm)
+        nn.functional.cross_entropy(ref(x), y).backward()
+        norm = torch.nn.utils.clip_grad_norm_(ref.parameters(), clip or float("inf"))
+        with torch.no_grad():
+            for p in ref.parameters():
+                p -= 0.1 * p.grad
+        for a, b in zip(net.parameters(), ref.parameters()):
+            assert torch.allclose(a, b, atol=1e-6)
+        results[clip] = norm.item()
+    assert results[0.5] > 0.5  # the cap was active, so the clipped step really differs

@@ -1,5 +1,5 @@
 """Model families. Importing this package registers every family."""
-from . import resnet, vgg, vit  # noqa: F401  (registration side effects)
+from . import mobilenet, resnet, vgg, vit  # noqa: F401  (registration side effects)
 from .blocknet import BlockNet
 from .registry import build_model, families, get_family, init_pretrained, names_pretrained, parse_model_config
 

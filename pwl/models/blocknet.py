@@ -32,13 +32,6 @@ class BlockNet(nn.Module):
             f = block(f)
         return self.head(f)
 
-    def block_parameter_counts(self) -> list[int]:
-        """Parameters owned by each block; the embedder counts for block 1 and the head for block N."""
-        counts = [sum(p.numel() for p in b.parameters()) for b in self.blocks]
-        counts[0] += sum(p.numel() for p in self.embed.parameters())
-        counts[-1] += sum(p.numel() for p in self.head.parameters())
-        return counts
-
 
 class GapLinearHead(nn.Module):
     """Global average pooling + linear classifier (the CNN head)."""

@@ -31,7 +31,7 @@ def families() -> list[str]:
 
 
 def get_family(name: str) -> Family:
-    if name not in _FAMILIES:
+    if not isinstance(name, str) or name not in _FAMILIES:  # a list or dict here is a typo, not a crash
         raise PWLError(f"unknown architecture family {name!r}", f"use one of: {', '.join(families())}")
     return _FAMILIES[name]
 
@@ -44,6 +44,13 @@ def parse_model_config(raw: dict) -> BaseModel:
 
 
 def build_model(cfg: BaseModel, in_chans: int, num_classes: int, img_size: int):
+    """The family's builder, after its `check_input` hook (the params schema ran it on data.image_size; the
+    prepared data's size is checked again here, a PWLError rather than a builder's traceback)."""
+    try:
+        cfg.check_input(img_size)
+    except ValueError as e:
+        raise PWLError(f"{cfg.family}: {e}", "set data.image_size to a size the model takes, "
+                                             "then rerun `dvc repro` (prepare runs again)") from None
     return get_family(cfg.family).build(cfg, in_chans=in_chans, num_classes=num_classes, img_size=img_size)
 
 

@@ -13,6 +13,11 @@ class VGGConfig(FamilyConfig):
     widths: tuple[int, ...] = (64, 128, 256, 512, 512)
     depths: tuple[int, ...] = (2, 2, 3, 3, 3)  # VGG-16 layout; the published student uses 1 per stage
 
+    def check_input(self, image_size: int) -> None:
+        if image_size % 2 ** self.num_blocks:
+            raise ValueError(f"image_size {image_size} is not divisible by 2^{self.num_blocks} "
+                             "(VGG max-pools once per block)")
+
 
 def conv_bn_relu(cin: int, cout: int) -> nn.Sequential:
     return nn.Sequential(nn.Conv2d(cin, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True))
@@ -20,8 +25,6 @@ def conv_bn_relu(cin: int, cout: int) -> nn.Sequential:
 
 @register("vgg", VGGConfig)
 def build_vgg(cfg: VGGConfig, in_chans: int, num_classes: int, img_size: int) -> BlockNet:
-    if img_size % (2 ** cfg.num_blocks):
-        raise ValueError(f"vgg: image size {img_size} is not divisible by 2^{cfg.num_blocks} (one max-pool per block)")
     blocks, cin = [], in_chans
     for width, depth in zip(cfg.widths, cfg.depths):
         layers = [conv_bn_relu(cin if i == 0 else width, width) for i in range(depth)]

@@ -6,7 +6,7 @@ from typing import Literal, Optional
 
 import torch
 import torch.nn.functional as F
-from pydantic import model_validator
+from pydantic import Field, model_validator
 from timm.models.vision_transformer import VisionTransformer
 from torch import nn
 
@@ -21,9 +21,9 @@ class ViTConfig(FamilyConfig):
     patch_size: int = 16
     dim: int = 192
     heads: int = 3
-    mlp_ratio: float = 4.0
+    mlp_ratio: float = Field(4.0, gt=0, le=64)
     depths: tuple[int, ...] = (2, 2, 2, 2, 2, 2)  # transformer layers per PWL block (ViT-Tiny teacher)
-    drop_path: float = 0.0
+    drop_path: float = Field(0.0, ge=0, lt=1)  # a probability
     input_size: Optional[int] = None  # images are resized to this inside the model (paper: 224); None = as stored
     pretrained: Optional[str] = None  # timm model name to start from, e.g. vit_tiny_patch16_224.augreg_in21k_ft_in1k
     pretrained_file: Optional[str] = None  # local weights (.safetensors/.pth/.bin, timm layout); wins over pretrained
@@ -33,6 +33,15 @@ class ViTConfig(FamilyConfig):
         if self.dim % self.heads:
             raise ValueError(f"vit: dim {self.dim} is not divisible by heads {self.heads}")
         return self
+
+    def check_input(self, image_size: int) -> None:
+        size = self.input_size or image_size
+        if size % self.patch_size:
+            raise ValueError(f"input size {size} is not divisible by patch_size {self.patch_size}")
+
+    def check_student(self, student: "ViTConfig") -> None:
+        if student.patch_size != self.patch_size:
+            raise ValueError("vit teacher and student need the same patch_size (the embedder is swapped with block 1)")
 
     def block_widths(self) -> list[int]:
         return [self.dim] * self.num_blocks
@@ -150,12 +159,10 @@ def load_pretrained(net: BlockNet, cfg: ViTConfig) -> str:
 
 @register("vit", ViTConfig, pretrained=load_pretrained)
 def build_vit(cfg: ViTConfig, in_chans: int, num_classes: int, img_size: int) -> BlockNet:
-    img_size = cfg.input_size or img_size
-    if img_size % cfg.patch_size:
-        raise ValueError(f"vit: image size {img_size} is not divisible by patch size {cfg.patch_size}")
-    vit = VisionTransformer(img_size=img_size, patch_size=cfg.patch_size, in_chans=in_chans, num_classes=num_classes,
-                            embed_dim=cfg.dim, depth=sum(cfg.depths), num_heads=cfg.heads, mlp_ratio=cfg.mlp_ratio,
-                            drop_path_rate=cfg.drop_path, class_token=True, global_pool="token")
+    vit = VisionTransformer(img_size=cfg.input_size or img_size, patch_size=cfg.patch_size, in_chans=in_chans,
+                            num_classes=num_classes, embed_dim=cfg.dim, depth=sum(cfg.depths), num_heads=cfg.heads,
+                            mlp_ratio=cfg.mlp_ratio, drop_path_rate=cfg.drop_path, class_token=True,
+                            global_pool="token")
     layers, blocks, start = list(vit.blocks), [], 0
     for depth in cfg.depths:
         blocks.append(nn.Sequential(*layers[start:start + depth]))

@@ -51,7 +51,7 @@ def training_curves(curves: dict, out: Path) -> None:
 
 def loadsim_curves(arch: str, curves: dict, teacher_acc: float, out: Path) -> None:
     """Accuracy a request gets against time since launch, one panel per device profile."""
-    styles = {"teacher_only": "-", "student_only": "-", "pwl_prefix": "-", "pwl_best_val": "--"}
+    styles = {"teacher_only": "-", "student_only": "-", "pwl_prefix": "-", "pwl_value": "--", "pwl_parallel": ":"}
     cols = min(2, len(curves))
     rows = -(-len(curves) // cols)
     fig, axes = plt.subplots(rows, cols, figsize=(5.2 * cols, 3.4 * rows), squeeze=False)
@@ -68,6 +68,31 @@ def loadsim_curves(arch: str, curves: dict, teacher_acc: float, out: Path) -> No
         ax.legend(fontsize=7, loc="lower right")
     for ax in list(axes.flat)[len(curves):]:
         ax.set_visible(False)
+    fig.tight_layout()
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+
+
+LABEL_COLORS = {"student": "tab:red", "prefix": "tab:blue", "suffix": "tab:orange", "contiguous": "tab:green",
+                "other": "tab:gray", "teacher": "k"}
+
+
+def pareto(arch: str, states, front, out: Path) -> None:
+    """Test accuracy against weight bytes of every loading state (colour = label), the Pareto front as a step."""
+    fig, ax = plt.subplots(figsize=(6.4, 4.0))
+    for lab, part in states.groupby("label", sort=False):
+        ax.scatter(part["bytes"] / 1e6, part["test_acc"], s=16, color=LABEL_COLORS.get(lab, "tab:purple"),
+                   label=lab, alpha=0.8)
+    ax.step(front["bytes"] / 1e6, front["test_acc"], where="post", color="k", lw=1, label="Pareto front")
+    for _, r in front.iterrows():
+        ax.annotate(r["state"], (r["bytes"] / 1e6, r["test_acc"]), textcoords="offset points", xytext=(3, -9),
+                    fontsize=6)
+    ax.set_xscale("log")
+    ax.set_xlabel("weight bytes of the state (MB, log scale)")
+    ax.set_ylabel("test accuracy (%)")
+    ax.set_title(f"{arch}: accuracy against weight bytes, all {len(states)} states")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, loc="lower right")
     fig.tight_layout()
     fig.savefig(out, dpi=110)
     plt.close(fig)

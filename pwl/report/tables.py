@@ -1,11 +1,12 @@
 """Tables for the report, computed only from files the pipeline wrote (metrics JSON, states CSV, DVCLive TSV)."""
 import json
 from pathlib import Path
+from typing import Optional
 
 import pandas as pd
 
-from .. import paths
-from ..states import prefix_order, suffix_order
+from .. import budget, paths
+from ..states import label, prefix_order, suffix_order
 
 # What the default profile must show (issue #2): the phenomenon of the paper, per arch.
 MIN_TEACHER_GAP = 1.0  # teacher beats the scratch student by at least this many points
@@ -33,7 +34,7 @@ def summary(archs: list[str]) -> pd.DataFrame:
         rows.append({"arch": arch, "teacher": t, "scratch_student": s, "teacher_gap": t - s, "kd_student": kd,
                      "pwl_all_S": all_s, "pwl_vs_scratch": all_s - s,
                      "pwl_vs_kd": None if kd is None else all_s - kd, "pwl_all_T": all_t,
-                     "prefix_worst_dip": dip, "prefix_mean": 100 * ev["prefix_mean_test"],
+                     "prefix_worst_dip": dip, "prefix_mean": 100 * ev["prefix_mean"]["test"],
                      "gap_ok": t - s >= MIN_TEACHER_GAP, "student_ok": all_s - s >= -MAX_STUDENT_DEFICIT,
                      "prefix_ok": dip >= -MAX_PREFIX_DIP})
     return pd.DataFrame(rows)
@@ -86,9 +87,22 @@ def map_paper_state(paper_state: str, num_blocks: int) -> str:
 FLAG_POINTS = 1.5  # cells that differ from the paper by more than this are flagged
 
 
-def paper_comparison(reference_csv: Path, family: str, dataset: str, states_df: pd.DataFrame) -> pd.DataFrame:
+PAPER_DATASETS = ("cifar10", "cifar100")
+
+
+def paper_columns(reference_csv: Path, family: str) -> Optional[dict[str, str]]:
+    """dataset -> column of the published table for `family`, or None when the paper has no such family."""
+    cols = {ds: f"{family}_{ds}" for ds in PAPER_DATASETS}
+    return cols if set(cols.values()) <= set(pd.read_csv(reference_csv, nrows=0).columns) else None
+
+
+def paper_comparison(reference_csv: Path, family: str, dataset: str,
+                     states_df: pd.DataFrame) -> Optional[pd.DataFrame]:
     """Every published cell (prefix / suffix / contiguous tables) beside our state it maps to. Differences
-    and flags only where our dataset is the paper's (cifar10 / cifar100)."""
+    and flags only where our dataset is the paper's (cifar10 / cifar100). None when the paper publishes no
+    column for `family` (the report says so instead)."""
+    if paper_columns(reference_csv, family) is None:
+        return None
     ref = pd.read_csv(reference_csv)
     ours = states_df.set_index("state")["test_acc"]
     n = len(ours.index[0])
@@ -102,6 +116,67 @@ def paper_comparison(reference_csv: Path, family: str, dataset: str, states_df: 
             row["flag"] = "!" if abs(row["diff"]) > FLAG_POINTS else ""
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+LABELS = ("student", "prefix", "suffix", "contiguous", "other", "teacher")
+BELOW_ALL_S = 1.0  # a state more than this many points below all-S is counted
+
+
+def lattice_stats(acc: pd.Series) -> dict:
+    """Over a state -> test accuracy (%) series: all-S, the worst state, how many states are more than
+    BELOW_ALL_S points below all-S, and the mean over the mixed states that are not prefixes."""
+    n = len(acc.index[0])
+    all_s = float(acc["S" * n])
+    labels = acc.index.map(label)
+    nonprefix = acc[~labels.isin(["student", "teacher", "prefix"])]
+    worst = acc.idxmin()
+    return {"states": len(acc), "all_S": all_s, "worst_state": worst, "worst": float(acc[worst]),
+            "worst_vs_all_S": float(acc[worst]) - all_s, "below_all_S_minus_1": int((acc < all_s - BELOW_ALL_S).sum()),
+            "nonprefix_mixed_mean": float(nonprefix.mean()) if len(nonprefix) else None,
+            "nonprefix_vs_all_S": float(nonprefix.mean()) - all_s if len(nonprefix) else None}
+
+
+def paper_states(reference_csv: Path, column: str) -> pd.Series:
+    """The published states (4 positions) -> accuracy, each state once: where the tables repeat a state
+    (all-S, all-T) the first table's cell (prefix) is taken."""
+    ref = pd.read_csv(reference_csv)
+    return ref.drop_duplicates("order").set_index("order")[column].astype(float)
+
+
+def label_table(states_df: pd.DataFrame, reference_csv: Optional[Path] = None,
+                family: Optional[str] = None) -> pd.DataFrame:
+    """Per label: our number of states, min and mean test accuracy, and the paper's min / mean over its
+    published states of the same label (labelled on its own 4 positions) per dataset, when it has the family."""
+    ours = states_df.set_index("state")["test_acc"]
+    by_label = ours.groupby(ours.index.map(label))
+    cols = paper_columns(reference_csv, family) if reference_csv is not None and family else None
+    paper = {ds: paper_states(reference_csv, col) for ds, col in (cols or {}).items()}
+    rows = []
+    for lab in LABELS:
+        row = {"label": lab, "states": int(by_label.size().get(lab, 0)),
+               "min": by_label.min().get(lab), "mean": by_label.mean().get(lab)}
+        for ds, acc in paper.items():
+            sel = acc[acc.index.map(label) == lab]
+            row[f"paper_{ds}_states"] = len(sel)
+            row[f"paper_{ds}_min"] = sel.min() if len(sel) else None
+            row[f"paper_{ds}_mean"] = sel.mean() if len(sel) else None
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def lattice(arch: str, states_df: pd.DataFrame, reference_csv: Path, family: str) -> list[dict]:
+    """Ours and, where published, the paper's lattice statistics (one row per source)."""
+    rows = [{"arch": arch, "source": "ours", **lattice_stats(states_df.set_index("state")["test_acc"])}]
+    for ds, col in (paper_columns(reference_csv, family) or {}).items():
+        rows.append({"arch": arch, "source": f"paper {family} {ds}", **lattice_stats(paper_states(reference_csv, col))})
+    return rows
+
+
+def pareto(arch: str) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Every state with its weight bytes and accuracies (%), and the (bytes, test accuracy) Pareto front."""
+    table = budget.load(arch)
+    table[["val_acc", "test_acc"]] *= 100
+    return table, budget.pareto_front(table, "bytes", "test_acc")
 
 
 def loadsim(arch: str, devices: list[str]) -> tuple[pd.DataFrame, dict]:
@@ -121,6 +196,7 @@ def loadsim(arch: str, devices: list[str]) -> tuple[pd.DataFrame, dict]:
             rows.append({"device": dev, "strategy": name, "TTFA ms": ms("ttfa_s"),
                          "to teacher acc ms": ms("time_to_teacher_acc_s") or "never",
                          "mean acc over horizon": s["mean_acc_over_horizon"]["median"],
+                         "model mean acc": s.get("model_mean_acc_over_horizon"),
                          "horizon ms": 1e3 * m["horizon_s"],
                          "TTFA ratio (teacher/PWL)": f"{m['ttfa_ratio_teacher_over_pwl']:.2f}" if name == "pwl_prefix" else "",
                          "model ms": 1e3 * model_s, "measured vs model": "" if err is None else f"{100 * err:+.0f}%",
@@ -128,7 +204,7 @@ def loadsim(arch: str, devices: list[str]) -> tuple[pd.DataFrame, dict]:
     return pd.DataFrame(rows), curves
 
 
-def key_metrics(summary: pd.DataFrame, loadsim: dict) -> dict:
+def key_metrics(summary: pd.DataFrame, loadsim: dict, lattices: Optional[dict] = None) -> dict:
     """The few numbers `dvc exp show` should show per arch (reports/summary.json)."""
     out = {}
     for row in summary.itertuples():
@@ -136,6 +212,11 @@ def key_metrics(summary: pd.DataFrame, loadsim: dict) -> dict:
                          **({} if pd.isna(row.kd_student) else {"kd": round(row.kd_student, 2)}),
                          "pwl_all_S": round(row.pwl_all_S, 2), "prefix_mean": round(row.prefix_mean, 2),
                          "prefix_dip": round(row.prefix_worst_dip, 2)}
+        lat = (lattices or {}).get(row.arch)
+        if lat:
+            out[row.arch]["worst_state"] = round(lat["worst"], 2)
+            if lat["nonprefix_mixed_mean"] is not None:
+                out[row.arch]["nonprefix_mean"] = round(lat["nonprefix_mixed_mean"], 2)
         for dev, m in loadsim.get(row.arch, {}).items():
             out[row.arch][f"ttfa_ratio_{dev}"] = round(m["ttfa_ratio_teacher_over_pwl"], 2)
     return out

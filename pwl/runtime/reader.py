@@ -53,7 +53,10 @@ class TokenBucket:
 
 
 class ThrottledReader:
-    """Reads whole files through one token bucket (one storage device); counts bytes and files read."""
+    """Reads whole files through one token bucket (one storage device); counts bytes and files read.
+
+    Several threads may read at once (the out-of-order strategy requests every shard together): they share
+    the bucket, so each gets a fair share of the bandwidth, chunk by chunk."""
 
     def __init__(self, bandwidth: float, open_latency_s: float = 0.0, chunk_size: int = CHUNK,
                  burst: float | None = None):
@@ -65,6 +68,8 @@ class ThrottledReader:
         self.open_latency_s, self.chunk_size = open_latency_s, chunk_size
         self.bytes_read, self.files_read = 0, 0
         self.log: list[dict] = []  # per file: path, bytes, seconds
+        self._lock = threading.Lock()
+        self._active = 0  # files being read now
 
     @classmethod
     def from_profile(cls, profile, **kw) -> "ThrottledReader":
@@ -73,17 +78,29 @@ class ThrottledReader:
     def read(self, path: Path) -> bytes:
         t0 = time.perf_counter()
         time.sleep(self.open_latency_s)
-        self.bucket.drain()
+        with self._lock:
+            self._active += 1
+            alone = self._active == 1
+        if alone:
+            self.bucket.drain()
         chunks = []
-        with open(path, "rb", buffering=0) as f:
-            while chunk := f.read(self.chunk_size):
-                chunks.append(chunk)
-                self.bytes_read += len(chunk)
-                self.bucket.take(len(chunk))
-        self.bucket.settle()
-        self.files_read += 1
+        try:
+            with open(path, "rb", buffering=0) as f:
+                while chunk := f.read(self.chunk_size):
+                    chunks.append(chunk)
+                    with self._lock:
+                        self.bytes_read += len(chunk)
+                    self.bucket.take(len(chunk))
+        finally:
+            with self._lock:
+                self._active -= 1
+                alone = self._active == 0
+        if alone:  # with other reads in flight the outstanding debt is theirs: do not wait for their bytes
+            self.bucket.settle()
         data = b"".join(chunks)
-        self.log.append({"path": str(path), "bytes": len(data), "s": time.perf_counter() - t0})
+        with self._lock:
+            self.files_read += 1
+            self.log.append({"path": str(path), "bytes": len(data), "s": time.perf_counter() - t0})
         return data
 
 
@@ -92,14 +109,11 @@ class PlainReader:
 
     def __init__(self):
         self.bytes_read, self.files_read, self.log = 0, 0, []
+        self._lock = threading.Lock()
 
     def read(self, path: Path) -> bytes:
         data = Path(path).read_bytes()
-        self.bytes_read += len(data)
-        self.files_read += 1
+        with self._lock:
+            self.bytes_read += len(data)
+            self.files_read += 1
         return data
-
-
-def read_throttled(path: Path, bandwidth: float, open_latency_s: float = 0.0) -> bytes:
-    """One file at `bandwidth` bytes/s after `open_latency_s` seconds."""
-    return ThrottledReader(bandwidth, open_latency_s).read(path)

@@ -10,19 +10,23 @@ Layout of a shard directory (format `pwl-shards/1`):
   teacher_block_{i}.safetensors  teacher block i (1-based, keys `blocks.{i-1}.*`); block 1 also holds the
                                  teacher's `embed.*`, block N its `head.*` (each belongs to that block's owner).
   manifest.json                  for every file its tensor names, bytes and sha256; the configs needed to
-                                 rebuild the skeletons; named loading orders. Written last.
+                                 rebuild the skeletons; named loading orders (prefix, suffix, best_val and
+                                 value_<device> per device profile); optionally `val_accuracy` (state ->
+                                 validation accuracy) and `value_orders` (what each value order assumed).
+                                 Written last.
 Every file is written to a temporary name and renamed, so a kill never leaves a truncated shard.
 """
 import hashlib
 import json
-import os
 from pathlib import Path
 
 import torch
 from safetensors import SafetensorError
 from safetensors.torch import load as st_load, save as st_save
 
+from ..atomic import atomic_write as _atomic_write
 from ..errors import PWLError
+from ..manifests import check_shard_manifest
 from ..mixing import MixedModel
 from ..states import is_order
 
@@ -53,8 +57,12 @@ def teacher_block_state(teacher, block: int) -> dict[str, torch.Tensor]:
     return state
 
 
-def export_shards(mixed: MixedModel, out_dir: Path, configs: dict, orders: dict[str, list[str]]) -> dict:
-    """Write the shard directory for `mixed`; returns the manifest. `orders`: name -> list of states."""
+def export_shards(mixed: MixedModel, out_dir: Path, configs: dict, orders: dict[str, list[str]],
+                  extra: dict | None = None) -> dict:
+    """Write the shard directory for `mixed`; returns the manifest. `orders`: name -> list of states.
+    `extra`: optional manifest fields, e.g. `val_accuracy` (state -> validation accuracy, which the runtime
+    uses to pick the best state when a shard fails) and `value_orders` (device -> the profile and modelled
+    block seconds behind the order `orders["value_<device>"]`)."""
     out_dir, n = Path(out_dir), mixed.num_blocks
     for name, order in orders.items():
         if not is_order(list(order)) or any(len(s) != n for s in order):
@@ -71,7 +79,7 @@ def export_shards(mixed: MixedModel, out_dir: Path, configs: dict, orders: dict[
         if stale.name not in files:
             stale.unlink()
     manifest = {"format": FORMAT, "num_blocks": n, "configs": configs,
-                "orders": {k: list(v) for k, v in orders.items()}, "files": files}
+                "orders": {k: list(v) for k, v in orders.items()}, "files": files, **(extra or {})}
     _atomic_write(out_dir / MANIFEST, (json.dumps(manifest, indent=1) + "\n").encode())
     return manifest
 
@@ -83,26 +91,16 @@ def _write(path: Path, state: dict) -> dict:
     return {"tensors": sorted(tensors), "bytes": len(blob), "sha256": hashlib.sha256(blob).hexdigest()}
 
 
-def _atomic_write(path: Path, blob: bytes) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as f:
-        f.write(blob)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
-def read_manifest(shard_dir: Path) -> dict:
+def read_manifest(shard_dir: Path, orders: tuple[str, ...] = ()) -> dict:
+    """The manifest, validated by its schema (pwl.manifests) and holding the loading `orders` named."""
     path = Path(shard_dir) / MANIFEST
     if not path.exists():
         raise PWLError(f"shard manifest {path} is missing", "export the model with pwl.runtime.export_shards")
     try:
         manifest = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+    except (json.JSONDecodeError, UnicodeDecodeError, OSError, RecursionError) as e:
         raise PWLError(f"shard manifest {path} is corrupt ({e})", "export the shards again") from None
-    if manifest.get("format") != FORMAT:
-        raise PWLError(f"{path} has format {manifest.get('format')!r}, expected {FORMAT!r}", "export the shards again")
-    return manifest
+    return check_shard_manifest(manifest, path, orders)
 
 
 def load_shard(shard_dir: Path, manifest: dict, name: str, reader=None) -> dict[str, torch.Tensor]:

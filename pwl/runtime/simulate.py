@@ -2,7 +2,8 @@
 analytically, and score timelines as accuracy against time since launch.
 
 Strategies: 'teacher_only' (read every teacher shard, then answer), 'student_only' (the distilled student
-alone) and 'pwl' (student first, then teacher blocks in a given order).
+alone), 'pwl' (student first, then teacher blocks in a given order) and 'parallel' (student first, then every
+teacher shard requested at once, each block swapped in as it arrives).
 """
 import os
 import statistics
@@ -14,11 +15,11 @@ from typing import Optional
 import torch
 
 from ..errors import PWLError
-from ..states import STUDENT, TEACHER
-from .progressive import ProgressiveModel, TeacherOnlyModel
+from ..states import STUDENT, TEACHER, changed_block
+from .progressive import ParallelModel, ProgressiveModel, TeacherOnlyModel
 from .shards import CONVERTERS_FILE, STUDENT_FILE, teacher_file
 
-STRATEGIES = ("teacher_only", "student_only", "pwl")
+STRATEGIES = ("teacher_only", "student_only", "pwl", "parallel")
 READY_EVENTS = ("student_ready", "block_swapped", "teacher_complete")  # a request arriving after sees that state
 
 
@@ -42,29 +43,27 @@ def make_runtime(shard_dir: Path, profile, strategy: str, order: Optional[list[s
         if order is None:
             raise PWLError("strategy 'pwl' needs a loading order", "pass order=[...] from all-S to all-T")
         return ProgressiveModel(shard_dir, profile, order, **kw)
+    if strategy == "parallel":
+        return ParallelModel(shard_dir, profile, **kw)
     raise PWLError(f"unknown strategy {strategy!r}", f"use one of {STRATEGIES}")
 
 
 def run_requests(shard_dir: Path, profile, strategy: str, x: torch.Tensor, order: Optional[list[str]] = None,
-                 interval_s: float = 0.0, horizon_s: Optional[float] = None, after_done: int = 1, **kw) -> dict:
-    """Launch, then send `x` back to back (or every `interval_s`) until loading is done and `after_done` more
-    answers came back, or `horizon_s` passed. Returns the event timeline and every request (start, end, state)."""
+                 **kw) -> dict:
+    """Launch, then send `x` back to back until loading is done and one more answer came back. Returns the
+    event timeline and every request (start, latency, state)."""
     runtime = make_runtime(shard_dir, profile, strategy, order, **kw)
-    requests, left = [], after_done
+    requests = []
     with torch_threads(profile.threads):
         runtime.start()
         try:
-            while horizon_s is None or time.perf_counter() - runtime._t0 < horizon_s:
+            while True:
                 done = runtime.done
                 t = time.perf_counter()
                 _, state = runtime.predict(x)
                 requests.append({"t": t - runtime._t0, "latency_s": time.perf_counter() - t, "state": state})
                 if done:
-                    left -= 1
-                    if left <= 0:
-                        break
-                if interval_s:
-                    time.sleep(max(0.0, t + interval_s - time.perf_counter()))
+                    break
         finally:
             runtime.stop()
     return {"strategy": strategy, "profile": profile.model_dump(), "order": order,
@@ -79,27 +78,40 @@ def file_seconds(entry: dict, profile) -> float:
     return profile.open_latency_s + entry["bytes"] / profile.read_bandwidth
 
 
+def shared_arrivals(sizes: dict[str, int], profile, t0: float) -> dict[str, float]:
+    """Arrival times of files all requested at `t0` on one device: each pays the open latency (in parallel),
+    then the active files share the bandwidth equally (processor sharing: the smallest finishes first)."""
+    t, done, out = t0 + profile.open_latency_s, 0.0, {}
+    active = sorted(sizes, key=lambda k: (sizes[k], k))
+    for k, name in enumerate(active):
+        t += (sizes[name] - done) * (len(active) - k) / profile.read_bandwidth
+        done = sizes[name]
+        out[name] = t
+    return out
+
+
 def predicted_timeline(manifest: dict, profile, strategy: str, order: Optional[list[str]] = None,
-                       request_s: dict | float = 0.0, build_s: dict | float = 0.0) -> list[dict]:
+                       request_s: Optional[dict] = None, build_s: Optional[dict] = None) -> list[dict]:
     """Event times if reading were the only cost, plus measured compute: `request_s` (state -> seconds of one
-    request, or one number) is added to the first answer, `build_s` (file name -> seconds to deserialize and
-    build, or one number) after each file. PWL's teacher loading starts at the first answer (the runtime
-    serves first). Loading and requests are assumed not to slow each other."""
+    request) is added to the first answer, `build_s` (file name -> seconds to deserialize and build) after
+    each file. PWL's teacher loading starts at the first answer (the runtime serves first). Loading and
+    requests are assumed not to slow each other. 'parallel': every teacher shard and the converters are
+    requested at the first answer and share the bandwidth (`shared_arrivals`); one builder takes them in
+    arrival order, and a block is swapped in once built and the converters are in."""
     n, files = manifest["num_blocks"], manifest["files"]
-    req = request_s if isinstance(request_s, dict) else None
-    build = build_s if isinstance(build_s, dict) else None
+    req, build = request_s or {}, build_s or {}
     t, nbytes, out = 0.0, 0, [{"event": "launch", "t": 0.0, "bytes_read": 0, "state": None}]
 
     def read(name):
         nonlocal t, nbytes
-        t += file_seconds(files[name], profile) + (build.get(name, 0.0) if build else float(build_s))
+        t += file_seconds(files[name], profile) + build.get(name, 0.0)
         nbytes += files[name]["bytes"]
 
     def ev(event, state, at=None):
         out.append({"event": event, "t": t if at is None else at, "bytes_read": nbytes, "state": state})
 
     def first_answer(state):
-        ev("first_answer", state, t + (req.get(state, 0.0) if req else float(request_s)))
+        ev("first_answer", state, t + req.get(state, 0.0))
 
     if strategy == "teacher_only":
         for i in range(1, n + 1):
@@ -112,26 +124,45 @@ def predicted_timeline(manifest: dict, profile, strategy: str, order: Optional[l
     first_answer(STUDENT * n)
     if strategy == "student_only":
         return out
+    t = out[-1]["t"]  # the loader starts once the first answer is out
+    if strategy == "parallel":
+        names = [CONVERTERS_FILE, *(teacher_file(i) for i in range(1, n + 1))]
+        arrive = shared_arrivals({k: files[k]["bytes"] for k in names}, profile, t)
+        state, conv_in, waiting, start_bytes = STUDENT * n, False, [], nbytes
+        for name in sorted(names, key=lambda k: arrive[k]):
+            t = max(t, arrive[name]) + build.get(name, 0.0)
+            nbytes = start_bytes + sum(min(files[k]["bytes"], files[name]["bytes"]) for k in names)
+            if name == CONVERTERS_FILE:
+                conv_in = True
+            else:
+                waiting.append(files[name]["block"] - 1)
+            if conv_in:
+                for i in waiting:
+                    state = state[:i] + TEACHER + state[i + 1:]
+                    ev("block_swapped", state)
+                waiting = []
+        ev("teacher_complete", state)
+        return sorted(out, key=lambda e: e["t"])
     if strategy != "pwl" or order is None:
         raise PWLError(f"cannot predict strategy {strategy!r} (order {order})", f"use one of {STRATEGIES}")
-    t = out[-1]["t"]  # the loader starts once the first answer is out
     read(CONVERTERS_FILE)
     for prev, state in zip(order, order[1:]):
-        read(teacher_file(next(j for j in range(n) if prev[j] != state[j]) + 1))
+        read(teacher_file(changed_block(prev, state) + 1))
         ev("block_swapped", state)
     ev("teacher_complete", order[-1])
     return sorted(out, key=lambda e: e["t"])
 
 
 @torch.no_grad()
-def measure_request_s(mixed, x: torch.Tensor, states: list[str], warmup: int = 3, repeats: int = 5) -> dict:
-    """Median seconds of one request per state, after `warmup` untimed passes (device profile's warmup)."""
+def measure_request_s(mixed, x: torch.Tensor, states: list[str], warmup: int = 3) -> dict:
+    """Median seconds of one request per state (5 timed runs), after `warmup` untimed passes (the device
+    profile's warmup)."""
     out = {}
     for s in states:
         for _ in range(warmup):
             mixed(x, s)
         times = []
-        for _ in range(repeats):
+        for _ in range(5):
             t = time.perf_counter()
             mixed(x, s)
             times.append(time.perf_counter() - t)
@@ -162,9 +193,9 @@ def time_to_first_answer(timeline: list[dict]) -> Optional[float]:
     return next((e["t"] for e in timeline if e["event"] == "first_answer"), None)
 
 
-def time_to_accuracy(curve: list[tuple[float, float]], target: float, tol: float = 0.0) -> Optional[float]:
-    """First time the curve reaches `target - tol` (e.g. the all-T accuracy: teacher-level), None if never."""
-    return next((t for t, a in curve if a >= target - tol), None)
+def time_to_accuracy(curve: list[tuple[float, float]], target: float) -> Optional[float]:
+    """First time the curve reaches `target` (e.g. the all-T accuracy: teacher-level), None if never."""
+    return next((t for t, a in curve if a >= target), None)
 
 
 def curve_area(curve: list[tuple[float, float]], horizon_s: float) -> float:
@@ -194,9 +225,9 @@ def measure_build_s(shard_dir: Path, profile, order: list[str]) -> dict[str, flo
     runtime.wait()
     if runtime.error:
         raise runtime.error
-    n, ready = runtime.num_blocks, [e for e in runtime.timeline if e["event"] in ("student_ready", "block_swapped")]
+    ready = [e for e in runtime.timeline if e["event"] in ("student_ready", "block_swapped")]
     out, prev = {STUDENT_FILE: ready[0]["t"]}, ready[0]["t"]
     for a, b, e in zip(order, order[1:], ready[1:]):
-        out[teacher_file(next(j for j in range(n) if a[j] != b[j]) + 1)] = e["t"] - prev
+        out[teacher_file(changed_block(a, b) + 1)] = e["t"] - prev
         prev = e["t"]
     return out
