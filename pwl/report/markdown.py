@@ -3,6 +3,7 @@ import pandas as pd
 import yaml
 
 from ..config import PUBLISHED_LOSS
+from ..losses import CROSS_MODES
 from . import tables
 
 
@@ -78,16 +79,26 @@ def build(params, env: dict, summary: pd.DataFrame, per_arch: dict, walls: pd.Da
     for arch in params.archs:
         d = params.arch[arch].distill
         rows.append({"arch": arch, **d.loss.model_dump(), "init_student": d.init_student,
+                     "converter_lr_scale": d.converter_lr_scale, "clip_grad_norm": d.optim.clip_grad_norm,
                      "distill_epochs": d.optim.epochs, "select_on": d.select_on})
     out += [md(pd.DataFrame(rows)), "",
             "Published defaults: " + ", ".join(f"{k}={v}" for k, v in PUBLISHED_LOSS.items()) + ", student from "
-            "random init. What differs here, and why: `cross_mode: all` trains the prefix states directly (the "
-            "order that matters on a device, and cheaper per step than `random`); `aux_ramp` lets the alignment "
-            "terms rise over the first part of distillation so the student is not pulled off its task at once; "
-            "`mixed_bn_stats: eval` runs the student's BatchNorm with its running statistics inside mixed passes, "
-            "so every mixed state is trained exactly as it is served (with batch statistics, the converted "
-            "teacher features met different statistics at inference and the first prefix state dipped; see the "
-            "sweep in the top-level README). With `init_student: scratch` distillation starts "
+            "random init, converters at 0.2x the LR, no gradient cap beyond the HF Trainer's norm 1.0. Cross modes: "
+            + "; ".join(f"`{k}` = {m.summary}" for k, m in CROSS_MODES.items()) + ". "
+            "What differs here, and why: `cross_mode: lattice` trains *every* loading state, not just the prefix "
+            "order: each step keeps `all`'s prefix terms (so the order that matters on a device stays exact and "
+            "monotone) and adds `cross_samples` states drawn stratified over suffix / contiguous / other, each with "
+            "the task loss (hard + soft), so every decoder D_i gets a label signal through the teacher's blocks "
+            "(`all` never runs a decoder, and the states with a student block in front of a teacher block "
+            "collapse). The converters learn at `converter_lr_scale` times the student's LR: the decoders are "
+            "what limits the non-prefix states. `clip_grad_norm` caps the gradient norm as a safety net: with the "
+            "student's BN in eval mode inside mixed passes, `random` diverged without it (its gradient norm grew "
+            "without bound within the first epoch; README). `aux_ramp` lets the alignment terms rise over the first part "
+            "of distillation so the student is not pulled off its task at once; `mixed_bn_stats: eval` runs the "
+            "student's BatchNorm with its running statistics inside mixed passes, so every mixed state is trained "
+            "exactly as it is served (with batch statistics, the converted teacher features met different "
+            "statistics at inference and the first prefix state dipped; see the sweeps in the top-level README). "
+            "With `init_student: scratch` distillation starts "
             "from the scratch baseline's weights (as the paper starts its ViT student from a pretrained student): "
             "the PWL student has then trained for `train_student.epochs + distill_epochs` epochs in all, the "
             "baseline for the first number only, so `pwl_vs_scratch` measures whether PWL training *keeps* the "
