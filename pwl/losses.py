@@ -63,11 +63,16 @@ def sample_mixed_state(num_blocks: int, rng: random.Random) -> str:
             return state
 
 
-def cross_random_loss(mixed: MixedModel, state: str, f_s: list, f_t: list, z_t, temperature: float):
-    """KD from the teacher into one mixed state; reuses pure activations up to the first switch point."""
+def mixed_logits(mixed: MixedModel, state: str, f_s: list, f_t: list) -> torch.Tensor:
+    """Logits of a mixed state, reusing the pure activations up to its first switch point."""
     switch = next(i for i, o in enumerate(state) if o != state[0])
     start = (f_t if state[0] == TEACHER else f_s)[switch - 1]
-    return soft_loss(mixed.run_from(start, switch - 1, state[0], state), z_t, temperature)
+    return mixed.run_from(start, switch - 1, state[0], state)
+
+
+def cross_random_loss(mixed: MixedModel, state: str, f_s: list, f_t: list, z_t, temperature: float):
+    """KD from the teacher into one mixed state."""
+    return soft_loss(mixed_logits(mixed, state, f_s, f_t), z_t, temperature)
 
 
 def cross_all_loss(mixed: MixedModel, f_t: list, z_t, y, alpha: float, temperature: float):
@@ -80,10 +85,8 @@ def cross_all_loss(mixed: MixedModel, f_t: list, z_t, y, alpha: float, temperatu
 
 
 def state_loss(mixed: MixedModel, state: str, f_s: list, f_t: list, z_t, y, alpha: float, temperature: float):
-    """hard + soft loss of one mixed state's logits, reusing the pure activations up to its first switch point."""
-    switch = next(i for i, o in enumerate(state) if o != state[0])
-    start = (f_t if state[0] == TEACHER else f_s)[switch - 1]
-    z = mixed.run_from(start, switch - 1, state[0], state)
+    """hard + soft loss of one mixed state's logits."""
+    z = mixed_logits(mixed, state, f_s, f_t)
     return alpha * hard_loss(z, y) + (1 - alpha) * soft_loss(z, z_t, temperature)
 
 

@@ -25,7 +25,7 @@ from pwl.runtime import export_shards, model_configs, read_manifest
 from pwl.runtime.shards import MANIFEST
 from pwl.states import prefix_order
 from pwl.train import Trainee, TrainingRun, fit
-from test_data import FASHION_FILES, fake_images, write_idx
+from test_data import prepare_fake
 from test_train import AUG, NORM1, fit_plain, same_state, tiny_net, tiny_split
 
 # ------------------------------------------------------------------ non-finite training
@@ -200,15 +200,7 @@ def test_hidden_files_skipped_and_silent_cases_warned(deep_root, tmp_path, capsy
 
 @pytest.fixture
 def prepared(tmp_path):
-    raw = tmp_path / "raw"
-    raw.mkdir()
-    for split, n, tag in (("train", 40, 1), ("test", 10, 2)):
-        xi, yi = FASHION_FILES[split]
-        write_idx(raw / xi, fake_images(n, tag))
-        write_idx(raw / yi, (np.arange(n) % 10).astype(np.uint8))
-    out = tmp_path / "prepared"
-    prepare(DataConfig(root=str(raw), download=False, val_size=10), 0, out, tmp_path / "unused")
-    return out
+    return prepare_fake(tmp_path)
 
 
 def _edit_json(path: Path, fn):

@@ -40,15 +40,27 @@ def fake_images(n: int, tag: int) -> np.ndarray:
     return x
 
 
-@pytest.fixture
-def raw_dir(tmp_path):
-    d = tmp_path / "raw"
+def write_fake_fashion(d, n_train: int = N_TRAIN, n_test: int = N_TEST):
+    """A Fashion-MNIST folder (gzipped IDX files) of n_train / n_test fake images in `d` (created)."""
     d.mkdir()
-    for split, n, tag in (("train", N_TRAIN, 1), ("test", N_TEST, 2)):
+    for split, n, tag in (("train", n_train, 1), ("test", n_test, 2)):
         xi, yi = FASHION_FILES[split]
         write_idx(d / xi, fake_images(n, tag))
         write_idx(d / yi, (np.arange(n) % 10).astype(np.uint8))
     return d
+
+
+def prepare_fake(tmp_path):
+    """data/prepared from a 40 + 10 image fake Fashion-MNIST (10 held out for validation); returns its folder."""
+    raw = write_fake_fashion(tmp_path / "raw", 40, 10)
+    out = tmp_path / "prepared"
+    prepare(DataConfig(root=str(raw), download=False, val_size=10), 0, out, tmp_path / "unused")
+    return out
+
+
+@pytest.fixture
+def raw_dir(tmp_path):
+    return write_fake_fashion(tmp_path / "raw")
 
 
 def _prepare(raw_dir, tmp_path, name="prepared", seed=0, **kw):

@@ -16,8 +16,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from conftest import PAIRS, make_mixed
-from pwl.config import DataConfig, validate_params
-from pwl.data import Normalizer, load_prepared, prepare
+from pwl.config import validate_params
+from pwl.data import Normalizer, load_prepared
 from pwl.models import parse_model_config
 from pwl.profile import compose
 from pwl.runtime import export_shards, load_shard, model_configs, read_manifest
@@ -25,7 +25,7 @@ from pwl.runtime.progressive import manifest_factory
 from pwl.runtime.shards import MANIFEST
 from pwl.stage import main
 from pwl.states import prefix_order
-from test_data import FASHION_FILES, fake_images, write_idx
+from test_data import prepare_fake
 
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLES = 250
@@ -144,16 +144,7 @@ def test_generated_params(base_params, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def prepared(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("prepared")
-    raw = tmp / "raw"
-    raw.mkdir()
-    for split, n, tag in (("train", 40, 1), ("test", 10, 2)):
-        xi, yi = FASHION_FILES[split]
-        write_idx(raw / xi, fake_images(n, tag))
-        write_idx(raw / yi, (np.arange(n) % 10).astype(np.uint8))
-    out = tmp / "prepared"
-    prepare(DataConfig(root=str(raw), download=False, val_size=10), 0, out, tmp / "unused")
-    return out
+    return prepare_fake(tmp_path_factory.mktemp("prepared"))
 
 
 @st.composite
