@@ -164,6 +164,9 @@ class LoadsimConfig(Section):
     request_batch: int = Field(1, ge=1, le=MAX_BATCH)  # images per request
     horizon_s: float = Field(2.0, gt=0, le=3600)  # area under accuracy-vs-time over [0, horizon]; scaled below
     horizon_teacher_loads: float = Field(1.5, gt=0, le=100)  # horizon = max(horizon_s, this x teacher-only load time)
+    # devices (of those simulated) on which teacher-only and PWL prefix also run over HTTP on loopback (range
+    # requests to a local server that delays each request by the latency), beside the file reader
+    http_devices: list[str] = Field(default_factory=lambda: ["lte", "sdcard"])
 
     @model_validator(mode="after")
     def _devices(self):

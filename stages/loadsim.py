@@ -2,7 +2,11 @@
 teacher-only, student-only, PWL in prefix order, PWL in this device's value order (the manifest's
 `value_<device>`: largest modelled area under validation accuracy) and PWL out of order (every shard requested
 at once, each block swapped in as it arrives: the state is whatever subset has arrived); measured (repeated)
-and modelled (bytes / bandwidth + latency + measured compute). Scored with test accuracies."""
+and modelled (bytes / bandwidth + latency + measured compute). On `loadsim.http_devices`, teacher-only and PWL
+prefix also over HTTP: range requests to a server on loopback that this stage starts and stops. Scored with
+test accuracies. Last, a cold launch: a fresh `python` to PWL's first answer, imports included."""
+from contextlib import ExitStack
+
 import pandas as pd
 
 from pwl import paths
@@ -11,6 +15,8 @@ from pwl.data import Normalizer, load_prepared
 from pwl.env import machine
 from pwl.errors import PWLError
 from pwl.runtime import load_state_accuracy, predicted_timeline, read_manifest
+from pwl.runtime.cold import cold_launch
+from pwl.runtime.http import HttpReader, serve
 from pwl.runtime.measure import compare_strategies
 from pwl.runtime.simulate import torch_threads
 from pwl.stage import elapsed, main, setup, write_json
@@ -38,9 +44,14 @@ def run():
     strategies = {"teacher_only": ("teacher_only", None), "student_only": ("student_only", None),
                   "pwl_prefix": ("pwl", manifest["orders"]["prefix"]), "pwl_value": ("pwl", manifest["orders"][value]),
                   "pwl_parallel": ("parallel", None)}
-    with torch_threads(profile.threads):
+    with ExitStack() as stack, torch_threads(profile.threads):
+        if args.device in sim.http_devices:  # the same, fetched by range requests from a server on loopback
+            url = stack.enter_context(serve(shard_dir, profile.open_latency_s))
+            for name in ("teacher_only", "pwl_prefix"):
+                strategies[f"{name}_http"] = (*strategies[name], lambda: HttpReader.from_profile(profile, url))
         metrics, timeline, curves = compare_strategies(mixed, shard_dir, profile, strategies, x, accuracy,
                                                        sim.repeats, horizon)
+    cold = cold_launch(shard_dir, profile)  # a fresh python to PWL's first answer: what the interpreter costs
     out = paths.loadsim_dir(args.arch, args.device)
     out.mkdir(parents=True, exist_ok=True)
     pd.DataFrame(timeline).to_csv(out / "timelines.csv", index=False, float_format="%.6f")
@@ -50,7 +61,7 @@ def run():
         "arch": args.arch, "device": profile.model_dump(), "horizon_s": horizon, "repeats": sim.repeats,
         "request_batch": sim.request_batch,
         "orders": {"prefix": manifest["orders"]["prefix"], "value": manifest["orders"][value]},
-        "ttfa_ratio_teacher_over_pwl": ttfa["teacher_only"] / ttfa["pwl_prefix"],
+        "ttfa_ratio_teacher_over_pwl": ttfa["teacher_only"] / ttfa["pwl_prefix"], "cold_launch": cold,
         "strategies": metrics, **machine(), "wall_s": elapsed()})  # machine(): where the timings were taken
     print(f"{args.arch}@{args.device}: TTFA teacher-only {ttfa['teacher_only'] * 1e3:.1f} ms, "
           f"PWL {ttfa['pwl_prefix'] * 1e3:.1f} ms (x{ttfa['teacher_only'] / ttfa['pwl_prefix']:.1f})")

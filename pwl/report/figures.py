@@ -50,13 +50,16 @@ def training_curves(curves: dict, out: Path) -> None:
 
 
 def loadsim_curves(arch: str, curves: dict, teacher_acc: float, out: Path) -> None:
-    """Accuracy a request gets against time since launch, one panel per device profile."""
+    """Accuracy of the answers against time since launch, one panel per device profile (file transport; the
+    HTTP runs are in the table)."""
     styles = {"teacher_only": "-", "student_only": "-", "pwl_prefix": "-", "pwl_value": "--", "pwl_parallel": ":"}
     cols = min(2, len(curves))
     rows = -(-len(curves) // cols)
     fig, axes = plt.subplots(rows, cols, figsize=(5.2 * cols, 3.4 * rows), squeeze=False)
     for ax, (dev, df) in zip(axes.flat, curves.items()):
         for name, part in df.groupby("strategy", sort=False):
+            if name.endswith("_http"):
+                continue
             ax.step(1e3 * part["t"], part["accuracy"], where="post", ls=styles.get(name, "-"), label=name)
         ax.axhline(teacher_acc, color="k", lw=0.6, ls=":")
         ax.set_title(f"{arch} on {dev}")

@@ -180,7 +180,8 @@ def pareto(arch: str) -> tuple[pd.DataFrame, pd.DataFrame]:
 
 
 def loadsim(arch: str, devices: list[str]) -> tuple[pd.DataFrame, dict]:
-    """Per device and strategy: medians [min-max] of the load-time metrics, and the modelled times."""
+    """Per device and strategy: medians [min-max] of the load-time metrics, the physical limit of the first
+    answer, the modelled times, and (columns starting with `_`, for the text) the breakdown of the first answer."""
     rows, curves = [], {}
     for dev in devices:
         d = paths.loadsim_dir(arch, dev)
@@ -194,14 +195,29 @@ def loadsim(arch: str, devices: list[str]) -> tuple[pd.DataFrame, dict]:
             err = s["model_error_loaded"] if loaded else s["model_error_ttfa"]
             model_s = s["model_teacher_loaded_s"] if loaded else s["model_ttfa_s"]
             rows.append({"device": dev, "strategy": name, "TTFA ms": ms("ttfa_s"),
+                         "limit ms": 1e3 * s["ttfa_limit_s"], "TTFA / limit": s["ttfa_over_limit"],
                          "to teacher acc ms": ms("time_to_teacher_acc_s") or "never",
                          "mean acc over horizon": s["mean_acc_over_horizon"]["median"],
                          "model mean acc": s.get("model_mean_acc_over_horizon"),
                          "horizon ms": 1e3 * m["horizon_s"],
                          "TTFA ratio (teacher/PWL)": f"{m['ttfa_ratio_teacher_over_pwl']:.2f}" if name == "pwl_prefix" else "",
                          "model ms": 1e3 * model_s, "measured vs model": "" if err is None else f"{100 * err:+.0f}%",
-                         "model_err": err})
+                         "model_err": err, "_spread": spread_ratio(s), "_ttfa_ms": 1e3 * s["ttfa_s"]["median"],
+                         **{f"_{k}": 1e3 * v for k, v in s["first_answer_breakdown_s"].items()},
+                         "_floor_ms": 1e3 * s["floor_ttfa_s"],
+                         **({f"_cold_{k[:-2]}_ms": 1e3 * v for k, v in m["cold_launch"].items()}
+                            if name == "pwl_prefix" and "cold_launch" in m else {}),
+                         "_read_ahead_ms": None if s["read_ahead_s"]["min"] is None else 1e3 * s["read_ahead_s"]["min"],
+                         "_request_delay_ms": 1e3 * s["max_request_delay_s"]["max"],
+                         "_max_build_ms": 1e3 * max((v for k, v in s["build_s"].items() if k.startswith("teacher_")),
+                                                    default=0.0)})
     return pd.DataFrame(rows), curves
+
+
+def spread_ratio(strategy: dict) -> float:
+    """Largest max / median over the TTFA and time-to-teacher-accuracy cells: 1 = every repeat alike."""
+    cells = [strategy[k] for k in ("ttfa_s", "time_to_teacher_acc_s") if strategy[k]["median"]]
+    return max(c["max"] / c["median"] for c in cells)
 
 
 def key_metrics(summary: pd.DataFrame, loadsim: dict, lattices: Optional[dict] = None) -> dict:

@@ -1,10 +1,13 @@
-"""Repeated load-time runs of several strategies, summarised as medians and spread, with the analytical model."""
+"""Repeated load-time runs of several strategies, summarised as medians and spread, with the analytical model,
+the physical limit of the first answer and where its time goes."""
 import statistics
 from typing import Optional
 
 from .shards import read_manifest
 from .simulate import (accuracy_curve, mean_accuracy, measure_build_s, measure_request_s, predicted_timeline,
-                       run_requests, time_to_accuracy, time_to_first_answer)
+                       run_requests, time_to_accuracy, time_to_first_answer, unthrottled_runs)
+
+FIRST_ANSWER_STEPS = ("read_s", "verify_s", "deserialize_s", "build_s", "forward_s", "other_s")
 
 
 def event_time(timeline: list[dict], event: str) -> Optional[float]:
@@ -24,31 +27,63 @@ def rel_error(measured: Optional[float], predicted: Optional[float]) -> Optional
     return (measured - predicted) / predicted
 
 
-def compare_strategies(mixed, shard_dir, profile, strategies: dict[str, tuple[str, Optional[list[str]]]], x,
-                       accuracy: dict, repeats: int, horizon_s: float) -> tuple[dict, list[dict], list[dict]]:
-    """Run each strategy (name -> (runtime strategy, order or None)) `repeats` times. Returns (metrics,
-    timeline rows, curve rows of the median run)."""
+def first_answer_breakdown(timeline: list[dict]) -> dict[str, float]:
+    """Where the time to the first answer goes: the first request (read_s: latency + header + weights), sha256
+    (verify_s), tensors from bytes (deserialize_s), skeleton + load_state_dict (build_s), the forward pass
+    (forward_s: from the swap to the answer) and the rest (other_s: starting, events, publishing)."""
+    ready = next(e for e in timeline if e["event"] in ("student_ready", "teacher_complete") and "build_s" in e)
+    out = {k: ready[k] for k in ("read_s", "verify_s", "deserialize_s", "build_s")}
+    out["forward_s"] = time_to_first_answer(timeline) - ready["t"]
+    out["other_s"] = ready["t"] - sum(out[k] for k in ("read_s", "verify_s", "deserialize_s", "build_s"))
+    return out
+
+
+def read_ahead(timeline: list[dict]) -> Optional[float]:
+    """Smallest lead of a step's read over the swap of the step before it (s): > 0 when every read k+1 started
+    before block k was swapped in (reading overlaps building). None with fewer than two steps."""
+    starts = [e["t"] for e in timeline if e["event"] == "read_start"]
+    swaps = [e["t"] for e in timeline if e["event"] == "block_swapped"]
+    leads = [swap - start for start, swap in zip(starts[1:], swaps)]
+    return min(leads) if leads else None
+
+
+def request_delay(requests: list[dict], request_s: dict) -> float:
+    """Longest a request took beyond the warmed compute time of its state (s): what loading beside it costs."""
+    return max(r["latency_s"] - request_s.get(r["state"], 0.0) for r in requests)
+
+
+def compare_strategies(mixed, shard_dir, profile, strategies: dict[str, tuple], x, accuracy: dict, repeats: int,
+                       horizon_s: float) -> tuple[dict, list[dict], list[dict]]:
+    """Run each strategy (name -> (runtime strategy, order or None[, reader factory: () -> a fresh reader, for
+    another transport than the file reader])) `repeats` times, after unthrottled file runs that warm it up and
+    measure its software costs. Returns (metrics, timeline rows, curve rows of the median run)."""
     n = mixed.num_blocks
     target = accuracy["T" * n]
     manifest = read_manifest(shard_dir)
-    all_states = sorted({s for _, order in strategies.values() if order for s in order} | {"S" * n, "T" * n})
+    all_states = sorted({s for _, order, *_ in strategies.values() if order for s in order} | {"S" * n, "T" * n})
     request_s = measure_request_s(mixed, x, all_states, warmup=profile.warmup_requests)
-    build_s = measure_build_s(shard_dir, profile, next(o for _, o in strategies.values() if o))
     metrics, timeline_rows, curve_rows = {}, [], []
-    for name, (kind, order) in strategies.items():
+    for name, (kind, order, *transport) in strategies.items():
+        floor = unthrottled_runs(shard_dir, profile, kind, x, order)
+        build_s = measure_build_s(floor)
         runs = []
         for r in range(repeats):
-            res = run_requests(shard_dir, profile, kind, x, order=order)
+            reader = {"reader": transport[0]()} if transport else {}
+            res = run_requests(shard_dir, profile, kind, x, order=order, **reader)
             curve = accuracy_curve(res["timeline"], accuracy)
             runs.append({"timeline": res["timeline"], "curve": curve, "ttfa": time_to_first_answer(res["timeline"]),
                          "t_teacher_acc": time_to_accuracy(curve, target),
                          "loaded": event_time(res["timeline"], "teacher_complete"),
-                         "mean_acc": mean_accuracy(curve, horizon_s), "requests": len(res["requests"])})
+                         "mean_acc": mean_accuracy(curve, horizon_s), "requests": len(res["requests"]),
+                         "breakdown": first_answer_breakdown(res["timeline"]),
+                         "read_ahead": read_ahead(res["timeline"]),
+                         "delay": request_delay(res["requests"], request_s)})
             for e in res["timeline"]:
                 timeline_rows.append({"strategy": name, "run": r, "event": e["event"], "t": e["t"],
                                       "bytes_read": e["bytes_read"], "state": e["state"], "file": e.get("file"),
                                       "accuracy": accuracy.get(e["state"]) if e["state"] else None})
         pred = predicted_timeline(manifest, profile, kind, order, request_s=request_s, build_s=build_s)
+        limit = time_to_first_answer(predicted_timeline(manifest, profile, kind, order, request_s=request_s))
         p_ttfa, p_loaded = time_to_first_answer(pred), event_time(pred, "teacher_complete")
         p_mean = mean_accuracy(accuracy_curve(pred, accuracy), horizon_s)
         m = {"ttfa_s": spread([r["ttfa"] for r in runs]),
@@ -56,11 +91,21 @@ def compare_strategies(mixed, shard_dir, profile, strategies: dict[str, tuple[st
              "teacher_loaded_s": spread([r["loaded"] for r in runs]),
              "mean_acc_over_horizon": spread([r["mean_acc"] for r in runs]),
              "requests_served": spread([r["requests"] for r in runs]),
+             # the physical limit: first request (latency + header + weights at the bandwidth) + one forward
+             "ttfa_limit_s": limit,
+             "floor_ttfa_s": statistics.median(time_to_first_answer(f["timeline"]) for f in floor),
+             "first_answer_breakdown_s": {k: statistics.median(r["breakdown"][k] for r in runs)
+                                          for k in FIRST_ANSWER_STEPS},
+             "build_s": build_s,
+             "read_ahead_s": spread([r["read_ahead"] for r in runs]),
+             "max_request_delay_s": spread([r["delay"] for r in runs]),
              "model_ttfa_s": p_ttfa, "model_teacher_loaded_s": p_loaded, "model_mean_acc_over_horizon": p_mean}
+        m["ttfa_over_limit"] = m["ttfa_s"]["median"] / limit
         m["model_error_ttfa"] = rel_error(m["ttfa_s"]["median"], p_ttfa)
         m["model_error_loaded"] = rel_error(m["teacher_loaded_s"]["median"], p_loaded)
         metrics[name] = m
         median_run = sorted(runs, key=lambda r: r["ttfa"])[len(runs) // 2]
-        curve_rows += [{"strategy": name, "t": t, "accuracy": a} for t, a in median_run["curve"]]
+        # the plotted curve starts at the first answer (before it there is no answer, not an answer scoring 0)
+        curve_rows += [{"strategy": name, "t": t, "accuracy": a} for t, a in median_run["curve"][1:]]
         curve_rows.append({"strategy": name, "t": horizon_s, "accuracy": median_run["curve"][-1][1]})
     return metrics, timeline_rows, curve_rows

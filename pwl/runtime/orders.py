@@ -1,25 +1,25 @@
 """Loading orders chosen by value: the order of teacher blocks that maximises the area under (validation)
 accuracy against the *modelled* time since launch on one device.
 
-The analytical model of `simulate.predicted_timeline` reads the student, answers, reads the converters, then
-the teacher blocks one after the other; block j costs `open_latency + bytes_j / bandwidth (+ build_j)`. The
-time until the model is complete is the same for every order, so the area under the accuracy curve over any
-horizon past it differs between orders only by sum_k acc(state_k) x cost(block loaded next): state_k is served
-while the next block loads. That is exactly the objective of `pwl.states.best_order` with block costs in
+The analytical model of `simulate.predicted_timeline` reads the student, answers, then reads the teacher
+blocks one request after the other; block j costs `open_latency + bytes_j / bandwidth`. The time until the
+model is complete is the same for every order, so the area under the accuracy curve over any horizon past it
+differs between orders only by sum_k acc(state_k) x cost(block loaded next): state_k is served while the next
+block loads. (What this leaves out: the converter bytes a step reads depend on the order, a few hundred bytes
+to a few KB against blocks of tens to hundreds of KB, and build times overlap the next read.) That is exactly the objective of `pwl.states.best_order` with block costs in
 modelled seconds, solved exactly by dynamic programming over the 2^N subsets (N <= 8 here: 256 states).
 """
 from typing import Optional
 
 from ..states import best_order, changed_block
-from .shards import teacher_file
-from .simulate import file_seconds
+from .pack import teacher_part
 
 
 def block_seconds(manifest: dict, profile, build_s: Optional[dict] = None) -> list[float]:
-    """Modelled seconds to bring in each teacher block (1..N) on `profile`: open latency + bytes / bandwidth,
-    plus the measured build time of its file when `build_s` (file name -> seconds) is given."""
-    build = build_s or {}
-    return [file_seconds(manifest["files"][teacher_file(i)], profile) + build.get(teacher_file(i), 0.0)
+    """Modelled seconds to bring in each teacher block (1..N) on `profile`: open latency + its bytes in the
+    pack / bandwidth, plus its build time when `build_s` (`teacher_<i>` -> seconds) is given."""
+    build, parts = build_s or {}, manifest["pack"]["parts"]
+    return [profile.open_latency_s + parts[teacher_part(i)] / profile.read_bandwidth + build.get(teacher_part(i), 0.0)
             for i in range(1, manifest["num_blocks"] + 1)]
 
 

@@ -1,13 +1,15 @@
-"""A model that answers from the student at once and turns into the teacher block by block as shards arrive.
+"""A model that answers from the student at once and turns into the teacher block by block as bytes arrive.
 
-Why this shape: a request must never see a half-built block, so every teacher block is read, verified and
-loaded into a fresh module off to the side; then one (state, MixedModel) pair is published under a lock.
-Requests take that pair under the same lock and compute outside it with modules nobody mutates again.
-Skeletons are built on the meta device (no random init, no memory) and filled with `assign=True`.
-Blocks come in a fixed order (`ProgressiveModel`) or all at once, each swapped in as it arrives
-(`ParallelModel`); a shard that fails is recorded and the best state the other shards can assemble is served.
+Everything comes from one file, the pack (pwl.runtime.pack), in requests through a reader (one latency each):
+the first request reads the header and the student and serves; the manifest is never needed. Why this shape:
+a request must never see a half-built block, so every teacher block is read, verified and loaded into its
+own module off to the side; then one (state, MixedModel) pair is published under a lock. Requests take that
+pair under the same lock and compute outside it with modules nobody mutates again. Skeletons are built on
+the meta device (no random init, no memory) and filled in place with `assign=True`, each part exactly once.
+Reading overlaps building: a reader thread requests step k+1 while the loader builds step k. Blocks come in
+a fixed order (`ProgressiveModel`) or all at once, each swapped in as it arrives (`ParallelModel`); a part
+that fails is recorded and the best state the other parts can assemble is served.
 """
-import copy
 import math
 import queue
 import threading
@@ -21,9 +23,10 @@ from torch import nn
 from ..errors import PWLError
 from ..mixing import Converters, MixedModel
 from ..models import BlockNet, build_model, parse_model_config
-from ..states import STUDENT, TEACHER, all_states, changed_block, is_order, parse_state
+from ..states import STUDENT, TEACHER, all_states, is_order, parse_state
+from .pack import FIX, PACK_FILE, PackIndex, block_parts, needed_converters, read_index, step_parts, teacher_part
 from .reader import ThrottledReader
-from .shards import CONVERTERS_FILE, STUDENT_FILE, load_shard, read_manifest, teacher_file
+
 
 class _Missing(nn.Module):
     """Stands for a part not loaded yet; running it is a bug, so it fails loudly."""
@@ -37,29 +40,47 @@ class _Missing(nn.Module):
         return f
 
 
+class _ConverterSet:
+    """A frozen view of the converters loaded so far (the others are _Missing), used as MixedModel.converters."""
+
+    def __init__(self, enc: list, dec: list):
+        self.enc, self.dec = enc, dec
+
+    convert = Converters.convert
+
+
 def manifest_factory(manifest: dict) -> Callable[[str], BlockNet]:
-    """`build(role)` -> an empty (meta-device) BlockNet skeleton from the manifest's configs."""
+    """`build(role)` -> an empty (meta-device) BlockNet skeleton from the `configs` of a manifest or pack header."""
     cfg = manifest["configs"]
 
     def build(role: str) -> BlockNet:
-        with torch.device("meta"):  # builders never load weights: those come from the shards
+        with torch.device("meta"):  # builders never load weights: those come from the pack
             return build_model(parse_model_config(cfg[role]), in_chans=cfg["in_chans"], num_classes=cfg["num_classes"],
                                img_size=cfg["img_size"])
     return build
 
 
-def materialize(skeleton: nn.Module, state: dict) -> nn.Module:
-    """A fresh copy of `skeleton` holding exactly `state` (strict), in eval mode without gradients."""
-    module = copy.deepcopy(skeleton)
-    try:
-        module.load_state_dict(state, strict=True, assign=True)
-    except RuntimeError as e:
-        raise PWLError(f"shard tensors do not fit the model skeleton: {str(e).splitlines()[0]}",
-                       "the manifest's configs differ from the exported model: export the shards again") from None
-    if any(t.is_meta for t in (*module.parameters(), *module.buffers())):
-        raise PWLError("the skeleton has tensors that no shard provides (non-persistent buffers?)",
+def fill(skeleton: nn.Module, state: dict) -> nn.Module:
+    """Put the tensors of `state` into a meta-device `skeleton` in place (strict: the same names and shapes),
+    without copying them; eval mode, no gradients. Why not `load_state_dict(assign=True)`: it walks every
+    module through hooks and checks, most of a millisecond per student on the path to the first answer."""
+    slots = {}
+    for prefix, module in skeleton.named_modules():
+        dot = f"{prefix}." if prefix else ""
+        slots.update({dot + k: (module._parameters, k) for k, v in module._parameters.items() if v is not None})
+        slots.update({dot + k: (module._buffers, k) for k, v in module._buffers.items()
+                      if v is not None and k not in module._non_persistent_buffers_set})
+    bad = sorted(set(slots) ^ set(state)) + [k for k, (d, n) in slots.items() if k in state and d[n].shape != state[k].shape]
+    if bad:
+        raise PWLError(f"pack tensors do not fit the model skeleton: {bad[:4]} missing, unexpected or of another shape",
+                       "the header's configs differ from the exported model: " + FIX)
+    for key, (store, name) in slots.items():
+        t = state[key]
+        store[name] = nn.Parameter(t, requires_grad=False) if isinstance(store[name], nn.Parameter) else t
+    if any(t.is_meta for t in (*skeleton.parameters(), *skeleton.buffers())):
+        raise PWLError("the skeleton has tensors that no part provides (non-persistent buffers?)",
                        "pass a `factory` that builds skeletons on the CPU")
-    return module.eval().requires_grad_(False)
+    return skeleton.eval()
 
 
 def sub_state(tensors: dict, prefix: str) -> dict:
@@ -67,23 +88,29 @@ def sub_state(tensors: dict, prefix: str) -> dict:
 
 
 class _Runtime:
-    """Shared serving machinery: the published (state, model) pair, predict() and the event timeline."""
+    """Shared serving machinery: the published (state, model) pair, predict() and the event timeline.
+    Constructing one reads nothing: every byte is read after `start()`, inside the clock."""
 
     def __init__(self, shard_dir: Path, profile, factory: Optional[Callable[[str], BlockNet]] = None,
                  reader=None, on_event: Optional[Callable[[dict], None]] = None):
         self.dir, self.profile = Path(shard_dir), profile
-        self.manifest = read_manifest(self.dir)
-        self.num_blocks = self.manifest["num_blocks"]
-        self.factory = factory or manifest_factory(self.manifest)
+        self.path = self.dir / PACK_FILE
+        self.factory = factory
         self.reader = reader or ThrottledReader.from_profile(profile)
         self.on_event = on_event
         self.timeline: list[dict] = []
         self.error: Optional[Exception] = None
+        self.index: Optional[PackIndex] = None
         self._lock = threading.Lock()
         self._live: Optional[tuple[str, MixedModel]] = None
+        self._answered: Optional[str] = None  # state of the last answer returned
         self._t0: Optional[float] = None
         self._first_answer = threading.Event()  # set by the first predict(); the loader waits on it
         self._thread: Optional[threading.Thread] = None
+
+    @property
+    def num_blocks(self) -> int:
+        return self.index.num_blocks
 
     def _event(self, event: str, state: Optional[str], **extra) -> None:
         with self._lock:
@@ -98,11 +125,11 @@ class _Runtime:
         self.timeline.append(rec)
         return rec
 
-    def _publish(self, state: str, mixed: MixedModel, event: str) -> None:
+    def _publish(self, state: str, mixed: MixedModel, event: str, **extra) -> None:
         """Swap in a fully built model between two requests."""
         with self._lock:
             self._live = (state, mixed)
-            rec = self._record(event, state)
+            rec = self._record(event, state, **extra)
         if self.on_event:
             self.on_event(rec)
 
@@ -115,6 +142,42 @@ class _Runtime:
     def _fail(self, err: Exception) -> None:
         self.error = err
         self._event("error", self.state, message=str(err))
+
+    def _read_first(self, parts: Callable[[PackIndex], list[str]]) -> tuple[dict, float]:
+        """The first request: the header, then `parts(index)` (the student, or the teacher's blocks without the
+        converters between them), one latency in all. Returns ({part: (bytes, file offset)}, seconds); sets
+        self.index."""
+        t = time.perf_counter()
+        try:
+            with self.reader.open(self.path) as f:
+                self.index = read_index(f)
+                names = parts(self.index)
+                chunks = {p: (f.read_at(self.index.parts[p][0], self.index.part_bytes(p)), self.index.parts[p][0])
+                          for p in names}
+        except OSError as e:
+            raise PWLError(f"cannot read {self.path} ({e})", FIX) from None
+        if self.factory is None:
+            self.factory = manifest_factory(self.index.meta)
+        read_s = time.perf_counter() - t
+        self._event("read", None, file="header+" + "+".join(names), read_s=read_s)
+        return chunks, read_s
+
+    def _verify(self, chunks: dict, cost: dict) -> None:
+        """Check the parts in `chunks` ({part: (bytes, file offset)}) against their sha256; adds the seconds to
+        `cost`."""
+        t = time.perf_counter()
+        for name, (buf, start) in chunks.items():
+            self.index.verify(name, buf, start)
+        cost["verify_s"] = time.perf_counter() - t
+
+    def _tensors(self, chunks: dict, cost: dict) -> dict:
+        """The tensors of the (verified) parts in `chunks`; adds the seconds to `cost`."""
+        t = time.perf_counter()
+        out = {}
+        for name, (buf, start) in chunks.items():
+            out.update(self.index.tensors_of(name, buf, start))
+        cost["deserialize_s"] = time.perf_counter() - t
+        return out
 
     @property
     def state(self) -> Optional[str]:
@@ -132,7 +195,8 @@ class _Runtime:
         return self.done
 
     def predict(self, x: torch.Tensor) -> tuple[torch.Tensor, str]:
-        """Logits of `x` from the state loaded now, and that state."""
+        """Logits of `x` from the state loaded now, and that state. The first answer and every answer from a
+        new state are events ('first_answer', 'state_answered'): what a user sees, one forward after a swap."""
         with self._lock:
             live = self._live
         if live is None:
@@ -143,7 +207,9 @@ class _Runtime:
         with self._lock:
             first = not self._first_answer.is_set()
             self._first_answer.set()
-            rec = self._record("first_answer", state) if first else None
+            new = state != self._answered
+            self._answered = state
+            rec = self._record("first_answer" if first else "state_answered", state) if new else None
         if rec and self.on_event:
             self.on_event(rec)
         return logits, state
@@ -177,37 +243,37 @@ def accuracy_table(raw, num_blocks: int, source: str) -> Optional[dict[str, floa
 
 
 class ProgressiveModel(_Runtime):
-    """PWL at run time: `start()` loads the student and returns; teacher blocks then stream in `order`,
-    from the moment the first answer is out (see `_load`).
+    """PWL at run time: `start()` reads the header and the student in one request, serves, and returns;
+    teacher blocks then stream in `order` from the moment the first answer is out (see `_load`), each step
+    reading only its block and the converters the new state runs (one request per step).
 
     order: states from all-S to all-T adding one teacher block per step, or None to serve the student only.
-    factory(role) builds an empty BlockNet for 'teacher'/'student' (default: from the manifest's configs).
-    accuracy: state -> validation accuracy (default: the manifest's `val_accuracy`, written by export).
+    factory(role) builds an empty BlockNet for 'teacher'/'student' (default: from the pack header's configs).
+    accuracy: state -> validation accuracy (default: the pack header's `val_accuracy`, written by export).
 
-    A shard that fails (missing, truncated, checksum mismatch, unloadable) records a 'shard_failed' event and
-    loading goes on with the other shards; from then on the model serves the best state the arrived shards can
-    assemble: the highest validation accuracy among states whose teacher blocks all arrived (all-S and all-T
-    only when the converters failed). Without an accuracy table it keeps the last good state of the order.
-    Loading ends with 'teacher_complete' (all-T reached) or 'loading_incomplete' (the state it settled on).
+    A step that fails (truncated, checksum mismatch, unreadable, unloadable) records a 'shard_failed' event and
+    loading goes on with the other steps; from then on the model serves the best state the arrived parts can
+    assemble: the highest validation accuracy among states whose teacher blocks and converters all arrived.
+    Without an accuracy table it keeps the last good state of the order. Loading ends with 'teacher_complete'
+    (all-T reached) or 'loading_incomplete' (the state it settled on).
     """
 
     def __init__(self, shard_dir: Path, profile, order: Optional[list[str]] = None,
                  first_answer_wait_s: float = FIRST_ANSWER_WAIT_S, accuracy: Optional[dict] = None, **kw):
         super().__init__(shard_dir, profile, **kw)
         self.first_answer_wait_s = first_answer_wait_s
-        n = self.num_blocks
         if order is not None:
+            n = len(order[0]) if order else 0
             order = [parse_state(s, n) for s in order]
             if not is_order(order):
                 raise PWLError(f"loading order {order} is not valid",
                                f"go from {STUDENT * n} to {TEACHER * n}, adding one teacher block per step")
         self.order = order
-        if accuracy is None:
-            self.accuracy = accuracy_table(self.manifest.get("val_accuracy"), n, f"{self.dir / 'manifest.json'}")
-        else:
-            self.accuracy = accuracy_table(accuracy, n, "accuracy")
-        self.failed: list[str] = []  # files that failed to load, in the order they failed
+        self._accuracy_arg = accuracy
+        self.accuracy: Optional[dict] = None
+        self.failed: list[str] = []  # parts that failed to load, in the order they failed
         self._stop = threading.Event()
+        self._ready = threading.Event()  # the student is served (or failed): the loader may wait for an answer
 
     @property
     def loads_teacher(self) -> bool:
@@ -215,18 +281,32 @@ class ProgressiveModel(_Runtime):
 
     def start(self) -> "ProgressiveModel":
         self._begin()
-        try:
-            self.student = materialize(self.factory("student"), load_shard(self.dir, self.manifest, STUDENT_FILE,
-                                                                           self.reader))
-        except Exception as e:
-            self._fail(e)
-            raise
-        n, missing = self.num_blocks, _Missing()
-        placeholder = BlockNet(missing, [missing] * n, missing, self.student.block_widths)
-        self._publish(STUDENT * n, MixedModel(placeholder, self.student, missing), "student_ready")
-        if self.loads_teacher:
+        if self.loads_teacher:  # started now, so that starting a thread overlaps the first request's latency
             self._thread = threading.Thread(target=self._load, name="pwl-loader", daemon=True)
             self._thread.start()
+        try:
+            chunks, read_s = self._read_first(lambda index: ["student"])
+            n = self.num_blocks
+            if self.order is not None and len(self.order[0]) != n:
+                raise PWLError(f"loading order {self.order[:2]}... has states of {len(self.order[0])} blocks, the "
+                               f"model has {n}", f"give states of {n} letters")
+            raw = self._accuracy_arg if self._accuracy_arg is not None else self.index.meta.get("val_accuracy")
+            self.accuracy = accuracy_table(raw, n, "accuracy" if self._accuracy_arg is not None else str(self.path))
+            cost = {"read_s": read_s}
+            self._verify(chunks, cost)
+            tensors = self._tensors(chunks, cost)
+            t = time.perf_counter()
+            self.student = fill(self.factory("student"), sub_state(tensors, "student."))
+            cost["build_s"] = time.perf_counter() - t
+        except Exception as e:
+            self._fail(e)
+            self._stop.set()
+            self._ready.set()
+            raise
+        missing = _Missing()
+        placeholder = BlockNet(missing, [missing] * n, missing, self.student.block_widths)
+        self._publish(STUDENT * n, MixedModel(placeholder, self.student, missing), "student_ready", **cost)
+        self._ready.set()
         return self
 
     def stop(self) -> None:
@@ -236,66 +316,129 @@ class ProgressiveModel(_Runtime):
 
     def _load(self) -> None:
         # Serve first: on 2 cores, reading and building teacher block 1 beside the first request delays the
-        # first answer (GIL, CPU). The loader starts once it is out, or after first_answer_wait_s without one.
+        # first answer (GIL, CPU). The loader starts once it is out, or first_answer_wait_s after the student
+        # is ready without one.
+        self._ready.wait()
+        if self._stop.is_set():  # the student failed: start() raised
+            return
         self._first_answer.wait(self.first_answer_wait_s)  # returns at once when the wait is 0
         try:
+            arrivals: queue.Queue = queue.Queue()
+            self._start_reads(arrivals)  # reading starts before the skeletons are built: they overlap
             self._skel = self.factory("teacher")
             with torch.device("meta"):
                 self._conv_skel = Converters(self._skel.block_widths, self.student.block_widths)
             missing = _Missing()
-            self._embed, self._blocks, self._head, self._conv = missing, [missing] * self.num_blocks, missing, None
-            self._arrived: set[int] = set()
-            self._load_teacher()
+            self._embed, self._blocks, self._head = missing, [missing] * self.num_blocks, missing
+            self._arrived: set[int] = set()  # teacher blocks (0-based)
+            self._conv_in: set[str] = set()  # converter parts loaded
+            self._event("skeleton_built", self.state)
+            self._build(arrivals)
         except Exception as e:  # noqa: BLE001  (any other failure: keep serving the last good state)
             self._fail(e)
 
-    def _load_teacher(self) -> None:
-        self._add(CONVERTERS_FILE, self._fetch(CONVERTERS_FILE))
+    # -- reading: one request per step, on reader threads, verified there -----------------------------------
+
+    def _plan(self) -> list[list[str]]:
+        """The parts each step reads (in the order of `self.order`) while no step has failed: the new block and
+        the converters the new state runs."""
+        return [step_parts(a, b, self.index.parts) for a, b in zip(self.order, self.order[1:])]
+
+    def _whole_block(self, parts: list[str]) -> list[str]:
+        """The block of a step with every converter stored beside it: after a failure the states served are no
+        longer those of the order, and any of its converters may be needed."""
+        block = next(int(p.split("_")[1]) for p in parts if p.startswith("teacher_"))
+        return [p for p in block_parts(block, self.num_blocks) if p in self.index.parts]
+
+    def _start_reads(self, arrivals: queue.Queue) -> None:
+        """One reader thread reads and verifies the steps back to back (it never waits for the builder)."""
+        def run():
+            failed = False
+            for parts in self._plan():
+                if self._stop.is_set():
+                    return
+                item = self._read_parts(self._whole_block(parts) if failed else parts)
+                failed = failed or item[-1] is not None
+                arrivals.put(item)
+        threading.Thread(target=run, name="pwl-reader", daemon=True).start()
+
+    def _read_parts(self, parts: list[str]) -> tuple:
+        """One request for `parts` (contiguous in the pack), verified: (parts, bytes, their start, costs, error)."""
+        t = time.perf_counter()
+        label = "+".join(parts)
+        self._event("read_start", self.state, file=label)
+        try:
+            lo, hi = self.index.span(parts)
+            with self.reader.open(self.path) as f:
+                buf = f.read_at(lo, hi - lo)
+            cost = {"read_s": time.perf_counter() - t}
+            self._event("read", self.state, file=label, read_s=cost["read_s"])
+            self._verify({p: (buf, lo) for p in parts}, cost)
+        except (OSError, PWLError) as e:
+            err = e if isinstance(e, PWLError) else PWLError(f"cannot read {label} from {self.path} ({e})", FIX)
+            return parts, None, 0, None, err
+        return parts, buf, lo, cost, None
+
+    def _next(self, arrivals: queue.Queue):
+        """The next arrival, or None once stopped."""
+        while not self._stop.is_set():
+            try:
+                return arrivals.get(timeout=0.05)
+            except queue.Empty:
+                continue
+        return None
+
+    # -- building: on the loader thread, in arrival order -----------------------------------------------------
+
+    def _build(self, arrivals: queue.Queue) -> None:
         for prev, state in zip(self.order, self.order[1:]):
-            if self._stop.is_set():
+            item = self._next(arrivals)
+            if item is None:
                 return
-            name = teacher_file(changed_block(prev, state) + 1)
-            arrived = self._add(name, self._fetch(name))
-            if arrived and not self.failed:
-                self._publish(state, self._assembled(), "block_swapped")
+            cost = self._add(*item)
+            if cost is not None and not self.failed:
+                self._publish(state, self._assembled(), "block_swapped", file="+".join(item[0]), **cost)
             elif self.failed:
                 self._settle_best()
         self._finish()
 
-    # -- pieces shared by the ordered and the out-of-order loaders ---------------------------------------------
-
-    def _fetch(self, name: str) -> Optional[dict]:
-        """Read and verify one file; a failure is recorded (loading goes on) and gives None."""
-        try:
-            return load_shard(self.dir, self.manifest, name, self.reader)
-        except PWLError as e:
-            self._shard_failed(name, e)
+    def _add(self, parts: list[str], buf, start: int, cost: Optional[dict], err) -> Optional[dict]:
+        """Build the (verified) `parts` off to the side; their costs (s), or None if they failed (recorded)."""
+        if err is not None:
+            self._shard_failed("+".join(parts), err)
             return None
-
-    def _add(self, name: str, tensors: Optional[dict]) -> bool:
-        """Build the modules of an arrived file off to the side; False if it failed (recorded)."""
-        if tensors is None:
-            return False
         try:
-            if name == CONVERTERS_FILE:
-                self._conv = materialize(self._conv_skel, tensors)
-                return True
-            i = self.manifest["files"][name]["block"] - 1
-            blocks = list(self._blocks)
-            blocks[i] = materialize(self._skel.blocks[i], sub_state(tensors, f"blocks.{i}."))
-            embed = materialize(self._skel.embed, sub_state(tensors, "embed.")) if i == 0 else self._embed
-            last = i == self.num_blocks - 1
-            head = materialize(self._skel.head, sub_state(tensors, "head.")) if last else self._head
+            tensors = self._tensors({p: (buf, start) for p in parts}, cost)
+            t = time.perf_counter()
+            built = {}
+            for part in parts:
+                if part.startswith(("enc.", "dec.")):
+                    kind, b = part.split(".")
+                    built[part] = fill(getattr(self._conv_skel, kind)[int(b)],
+                                       sub_state(tensors, f"converters.{part}."))
+                else:
+                    i = int(part.split("_")[1]) - 1
+                    mine = sub_state(tensors, "teacher.")
+                    built["block"] = (i, fill(self._skel.blocks[i], sub_state(mine, f"blocks.{i}.")),
+                                      fill(self._skel.embed, sub_state(mine, "embed.")) if i == 0 else self._embed,
+                                      fill(self._skel.head, sub_state(mine, "head.")) if i == self.num_blocks - 1
+                                      else self._head)
+            cost["build_s"] = time.perf_counter() - t
         except PWLError as e:
-            self._shard_failed(name, e)
-            return False
-        self._embed, self._blocks, self._head = embed, blocks, head
+            self._shard_failed("+".join(parts), e)
+            return None
+        i, block, self._embed, self._head = built.pop("block")
+        self._blocks = [*self._blocks[:i], block, *self._blocks[i + 1:]]
         self._arrived.add(i)
-        return True
+        self._conv_in |= set(built)
+        return cost
 
     def _assembled(self) -> MixedModel:
         teacher = BlockNet(self._embed, self._blocks, self._head, self._skel.block_widths)
-        return MixedModel(teacher, self.student, self._conv if self._conv is not None else _Missing())
+        have = lambda kind, b: f"{kind}.{b}" in self._conv_in or f"{kind}.{b}" not in self.index.parts  # noqa: E731
+        conv = _ConverterSet(*([m if have(kind, b) else _Missing() for b, m in enumerate(getattr(self._conv_skel, kind))]
+                               for kind in ("enc", "dec")))
+        return MixedModel(teacher, self.student, conv)
 
     def _shard_failed(self, name: str, err: Exception) -> None:
         self.failed.append(name)
@@ -304,14 +447,14 @@ class ProgressiveModel(_Runtime):
         self._event("shard_failed", self.state, file=name, message=str(err))
 
     def best_available(self) -> str:
-        """The state to serve once a shard has failed: best validation accuracy among the states the arrived
-        shards can assemble (ties: the state served now, then more teacher blocks)."""
+        """The state to serve once a part has failed: best validation accuracy among the states the arrived
+        parts can assemble (ties: the state served now, then more teacher blocks)."""
         current, n = self.state, self.num_blocks
         if self.accuracy is None:
             return current
         candidates = [s for s in all_states(n)
                       if all(c == STUDENT or j in self._arrived for j, c in enumerate(s))
-                      and (self._conv is not None or len(set(s)) == 1)]
+                      and all(p in self._conv_in or p not in self.index.parts for p in needed_converters(s))]
         return max(candidates, key=lambda s: (self.accuracy[s], s == current, s.count(TEACHER)))
 
     def _settle_best(self) -> None:
@@ -328,15 +471,15 @@ PARALLEL_CHUNK = 16 * 1024
 
 
 class ParallelModel(ProgressiveModel):
-    """Out-of-order loading: once the first answer is out, every teacher shard and the converters are requested
-    at once and share the device's bandwidth (one token bucket); each block is swapped in as soon as it has
-    arrived and been built, so the state served is whatever subset of teacher blocks has arrived. Blocks are
-    built one at a time in arrival order ('shard_arrived' then 'block_swapped' per block); blocks that arrive
-    before the converters wait for them. Only an order-agnostic model is good in every such state."""
+    """Out-of-order loading: once the first answer is out, every teacher block (with both converters it owns:
+    which one the state will need depends on the arrival order) is requested at once; the requests share the
+    device's bandwidth (one token bucket) and each block is swapped in as soon as it has arrived and been
+    built, so the state served is whatever subset of teacher blocks has arrived. Only an order-agnostic model
+    is good in every such state."""
 
     def __init__(self, shard_dir: Path, profile, **kw):
-        # finer chunks than one file at a time needs, so that files read together share the bandwidth closely
-        # (processor sharing, as `simulate.shared_arrivals` models it) instead of 64 KiB turn by turn
+        # finer chunks than one request at a time needs, so that requests read together share the bandwidth
+        # closely (processor sharing, as `simulate.shared_arrivals` models it) instead of 64 KiB turn by turn
         if kw.get("reader") is None:
             kw["reader"] = ThrottledReader.from_profile(profile, chunk_size=PARALLEL_CHUNK)
         super().__init__(shard_dir, profile, None, **kw)
@@ -345,66 +488,49 @@ class ParallelModel(ProgressiveModel):
     def loads_teacher(self) -> bool:
         return True
 
-    def _load_teacher(self) -> None:
-        n = self.num_blocks
-        names = [CONVERTERS_FILE, *(teacher_file(i) for i in range(1, n + 1))]
-        arrivals: queue.Queue = queue.Queue()
+    def _plan(self) -> list[list[str]]:
+        return [self._whole_block([teacher_part(i)]) for i in range(1, self.num_blocks + 1)]
 
-        def fetch(name):
-            try:
-                arrivals.put((name, load_shard(self.dir, self.manifest, name, self.reader), None))
-            except Exception as e:  # noqa: BLE001  (handed to the loader thread)
-                arrivals.put((name, None, e))
+    def _start_reads(self, arrivals: queue.Queue) -> None:
+        for parts in self._plan():
+            threading.Thread(target=lambda p=parts: arrivals.put(self._read_parts(p)),
+                             name=f"pwl-read-{parts[0]}", daemon=True).start()
 
-        for name in names:
-            threading.Thread(target=fetch, args=(name,), name=f"pwl-read-{name}", daemon=True).start()
-        waiting: list[int] = []  # blocks built before the converters arrived, in arrival order
-        for _ in names:
-            while True:
-                if self._stop.is_set():
-                    return
-                try:
-                    name, tensors, err = arrivals.get(timeout=0.05)
-                    break
-                except queue.Empty:
-                    continue
-            if err is not None:
-                if not isinstance(err, PWLError):
-                    raise err
-                self._shard_failed(name, err)
+    def _build(self, arrivals: queue.Queue) -> None:
+        for _ in range(self.num_blocks):
+            item = self._next(arrivals)
+            if item is None:
+                return
+            cost = self._add(*item)
+            if cost is not None and not self.failed:
+                state = self.state
+                i = next(int(p.split("_")[1]) - 1 for p in item[0] if p.startswith("teacher_"))
+                self._publish(state[:i] + TEACHER + state[i + 1:], self._assembled(), "block_swapped",
+                              file="+".join(item[0]), **cost)
+            else:
                 self._settle_best()
-                continue
-            self._event("shard_arrived", self.state, file=name)
-            if not self._add(name, tensors):
-                self._settle_best()
-                continue
-            if name != CONVERTERS_FILE:
-                waiting.append(self.manifest["files"][name]["block"] - 1)
-            if self.failed:
-                self._settle_best()
-            elif self._conv is not None:
-                for i in waiting:
-                    state = self.state
-                    self._publish(state[:i] + TEACHER + state[i + 1:], self._assembled(), "block_swapped")
-                waiting = []
         self._finish()
 
 
 class TeacherOnlyModel(_Runtime):
-    """Baseline: read every teacher shard, build the teacher, only then answer (state all-T)."""
+    """Baseline: one request reads the header and every teacher block (converters skipped), the teacher is
+    built, and only then it answers (state all-T). One file, one latency, as a teacher-only deployment."""
 
     def start(self) -> "TeacherOnlyModel":
         self._begin()
-        n = self.num_blocks
         try:
-            tensors = {}
-            for i in range(1, n + 1):
-                tensors.update(load_shard(self.dir, self.manifest, teacher_file(i), self.reader))
-            teacher = materialize(self.factory("teacher"), tensors)
+            teacher_parts = lambda index: [teacher_part(i) for i in range(1, index.num_blocks + 1)]  # noqa: E731
+            chunks, read_s = self._read_first(teacher_parts)
+            cost = {"read_s": read_s}
+            self._verify(chunks, cost)
+            tensors = self._tensors(chunks, cost)
+            t = time.perf_counter()
+            teacher = fill(self.factory("teacher"), sub_state(tensors, "teacher."))
+            cost["build_s"] = time.perf_counter() - t
         except Exception as e:
             self._fail(e)
             raise
-        missing = _Missing()
-        self._publish(TEACHER * n, MixedModel(teacher, BlockNet(missing, [missing] * n, missing,
-                                                                teacher.block_widths), missing), "teacher_complete")
+        n, missing = self.num_blocks, _Missing()
+        self._publish(TEACHER * n, MixedModel(teacher, BlockNet(missing, [missing] * n, missing, teacher.block_widths),
+                                              missing), "teacher_complete", **cost)
         return self

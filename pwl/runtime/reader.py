@@ -53,7 +53,8 @@ class TokenBucket:
 
 
 class ThrottledReader:
-    """Reads whole files through one token bucket (one storage device); counts bytes and files read.
+    """Reads files (whole, or byte ranges) through one token bucket (one storage device); counts bytes and
+    requests (`files_read`).
 
     Several threads may read at once (the out-of-order strategy requests every shard together): they share
     the bucket, so each gets a fair share of the bandwidth, chunk by chunk."""
@@ -67,7 +68,7 @@ class ThrottledReader:
         self.bucket = TokenBucket(bandwidth, chunk_size if burst is None else burst)
         self.open_latency_s, self.chunk_size = open_latency_s, chunk_size
         self.bytes_read, self.files_read = 0, 0
-        self.log: list[dict] = []  # per file: path, bytes, seconds
+        self.log: list[dict] = []  # per request: path, bytes, start and end (perf_counter seconds)
         self._lock = threading.Lock()
         self._active = 0  # files being read now
 
@@ -76,44 +77,85 @@ class ThrottledReader:
         return cls(profile.read_bandwidth, profile.open_latency_s, **kw)
 
     def read(self, path: Path) -> bytes:
-        t0 = time.perf_counter()
-        time.sleep(self.open_latency_s)
-        with self._lock:
-            self._active += 1
-            alone = self._active == 1
+        """The whole file: one open latency, then its bytes at the device's rate."""
+        with self.open(path) as f:
+            return bytes(f.read_at(0, Path(path).stat().st_size))
+
+    def open(self, path: Path) -> "ThrottledFile":
+        """One request to the device: pays the open latency now; every read through it is throttled."""
+        return ThrottledFile(self, path)
+
+
+class DeviceRequest:
+    """One request in flight on a reader's device (a context manager): counts and throttles the bytes that
+    arrive (`arrived`) and logs one entry (path, bytes, start, end) when closed. Subclasses fetch the bytes."""
+
+    def __init__(self, reader: ThrottledReader, path):
+        self.reader, self.path, self.bytes = reader, path, 0
+        self.t_start = time.perf_counter()
+        with reader._lock:
+            reader._active += 1
+            alone = reader._active == 1
         if alone:
-            self.bucket.drain()
-        chunks = []
-        try:
-            with open(path, "rb", buffering=0) as f:
-                while chunk := f.read(self.chunk_size):
-                    chunks.append(chunk)
-                    with self._lock:
-                        self.bytes_read += len(chunk)
-                    self.bucket.take(len(chunk))
-        finally:
-            with self._lock:
-                self._active -= 1
-                alone = self._active == 0
+            reader.bucket.drain()
+
+    def arrived(self, n: int) -> None:
+        """`n` more bytes came in: pay for them at the device's rate."""
+        r = self.reader
+        with r._lock:
+            r.bytes_read += n
+        self.bytes += n
+        r.bucket.take(n)
+
+    def close(self) -> None:
+        r = self.reader
+        with r._lock:
+            r._active -= 1
+            alone = r._active == 0
         if alone:  # with other reads in flight the outstanding debt is theirs: do not wait for their bytes
-            self.bucket.settle()
-        data = b"".join(chunks)
-        with self._lock:
-            self.files_read += 1
-            self.log.append({"path": str(path), "bytes": len(data), "s": time.perf_counter() - t0})
-        return data
+            r.bucket.settle()
+        with r._lock:
+            r.files_read += 1
+            r.log.append({"path": str(self.path), "bytes": self.bytes, "start": self.t_start,
+                          "end": time.perf_counter()})
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
 
 
-class PlainReader:
-    """Unthrottled reads with the same interface (for exports, checks and measurements)."""
+class ThrottledFile(DeviceRequest):
+    """An open file on a throttled device: the open latency is paid once, at the start."""
 
-    def __init__(self):
-        self.bytes_read, self.files_read, self.log = 0, 0, []
-        self._lock = threading.Lock()
+    def __init__(self, reader: ThrottledReader, path: Path):
+        t = time.perf_counter()
+        time.sleep(reader.open_latency_s)
+        self._f = open(path, "rb", buffering=0)
+        super().__init__(reader, Path(path))
+        self.t_start = t
 
-    def read(self, path: Path) -> bytes:
-        data = Path(path).read_bytes()
-        with self._lock:
-            self.bytes_read += len(data)
-            self.files_read += 1
-        return data
+    def read_at(self, offset: int, size: int) -> bytearray:
+        """`size` bytes from `offset`; fewer only at the end of the file."""
+        buf, got = bytearray(size), 0
+        view = memoryview(buf)
+        self._f.seek(offset)
+        while got < size:
+            n = self._f.readinto(view[got:got + self.reader.chunk_size])
+            if not n:
+                break
+            got += n
+            self.arrived(n)
+        return buf if got == size else buf[:got]
+
+    def close(self) -> None:
+        self._f.close()
+        super().close()
+
+
+class PlainReader(ThrottledReader):
+    """Unthrottled reads with the same interface (for warm-up runs, checks and build-time measurements)."""
+
+    def __init__(self, **kw):
+        super().__init__(1e18, 0.0, **kw)

@@ -1,14 +1,14 @@
 """Export a trained PWL model as files a device streams in loading order, and read them back verified.
 
-Layout of a shard directory (format `pwl-shards/1`):
-  student.safetensors            the whole student (keys of `BlockNet.state_dict()`): read first, serves all-S.
-  converters.safetensors         every E_i/D_i (keys of `Converters.state_dict()`), read right after the
-                                 student and before the first teacher block. Kept apart so that time to first
-                                 answer pays for student bytes only, and so that no converter is duplicated
-                                 across teacher shards (which boundary a block needs depends on the order,
-                                 unknown at export). Equal widths make converters identities: no tensors.
+Layout of a shard directory (format `pwl-shards/2`: /1 had no pack):
+  student.safetensors            the whole student (keys of `BlockNet.state_dict()`).
+  converters.safetensors         every E_i/D_i (keys of `Converters.state_dict()`). Equal widths make
+                                 converters identities: no tensors.
   teacher_block_{i}.safetensors  teacher block i (1-based, keys `blocks.{i-1}.*`); block 1 also holds the
                                  teacher's `embed.*`, block N its `head.*` (each belongs to that block's owner).
+  model.safetensors              the pack: everything above in one file, laid out in the order a device needs
+                                 it, with the configs in its header (pwl.runtime.pack). The runtime reads only
+                                 this file, by byte ranges; the per-part files serve checks and budgets.
   manifest.json                  for every file its tensor names, bytes and sha256; the configs needed to
                                  rebuild the skeletons; named loading orders (prefix, suffix, best_val and
                                  value_<device> per device profile); optionally `val_accuracy` (state ->
@@ -29,8 +29,9 @@ from ..errors import PWLError
 from ..manifests import check_shard_manifest
 from ..mixing import MixedModel
 from ..states import is_order
+from .pack import PACK_FILE, block_parts, write_pack
 
-FORMAT = "pwl-shards/1"
+FORMAT = "pwl-shards/2"
 MANIFEST = "manifest.json"
 STUDENT_FILE = "student.safetensors"
 CONVERTERS_FILE = "converters.safetensors"
@@ -78,10 +79,30 @@ def export_shards(mixed: MixedModel, out_dir: Path, configs: dict, orders: dict[
     for stale in out_dir.glob("teacher_block_*.safetensors"):
         if stale.name not in files:
             stale.unlink()
+    extra = extra or {}
+    meta = {"num_blocks": n, "configs": configs,
+            **({"val_accuracy": extra["val_accuracy"]} if "val_accuracy" in extra else {})}
+    pack = write_pack(out_dir / PACK_FILE, pack_parts(mixed), meta)
     manifest = {"format": FORMAT, "num_blocks": n, "configs": configs,
-                "orders": {k: list(v) for k, v in orders.items()}, "files": files, **(extra or {})}
+                "orders": {k: list(v) for k, v in orders.items()}, "files": files,
+                "pack": {"file": PACK_FILE, "header_bytes": pack["header_bytes"], "parts": {k: v["end"] - v["start"] for k, v in pack["parts"].items()}},
+                **extra}
     _atomic_write(out_dir / MANIFEST, (json.dumps(manifest, indent=1) + "\n").encode())
     return manifest
+
+
+def pack_parts(mixed: MixedModel) -> dict[str, dict[str, torch.Tensor]]:
+    """The pack's parts in file order: the student, then per teacher block its converter in, the block, its
+    converter out (keys prefixed `student.`, `teacher.`, `converters.`)."""
+    n = mixed.num_blocks
+    conv = mixed.converters.state_dict()
+    parts = {"student": {f"student.{k}": v for k, v in mixed.student.state_dict().items()}}
+    for i in range(1, n + 1):
+        for part in block_parts(i, n):
+            parts[part] = ({f"teacher.{k}": v for k, v in teacher_block_state(mixed.teacher, i).items()}
+                           if part.startswith("teacher_") else
+                           {f"converters.{k}": v for k, v in conv.items() if k.startswith(part + ".")})
+    return parts
 
 
 def _write(path: Path, state: dict) -> dict:

@@ -1,12 +1,14 @@
 """Launch-to-answer simulations: run a request stream against a loading strategy, predict the same timeline
 analytically, and score timelines as accuracy against time since launch.
 
-Strategies: 'teacher_only' (read every teacher shard, then answer), 'student_only' (the distilled student
-alone), 'pwl' (student first, then teacher blocks in a given order) and 'parallel' (student first, then every
-teacher shard requested at once, each block swapped in as it arrives).
+Strategies: 'teacher_only' (read the teacher in one request, then answer), 'student_only' (the distilled
+student alone), 'pwl' (student first, then teacher blocks in a given order) and 'parallel' (student first, then
+every teacher block requested at once, each swapped in as it arrives).
 """
+import gc
 import os
 import statistics
+import sys
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -17,10 +19,32 @@ import torch
 from ..errors import PWLError
 from ..states import STUDENT, TEACHER, changed_block
 from .progressive import ParallelModel, ProgressiveModel, TeacherOnlyModel
-from .shards import CONVERTERS_FILE, STUDENT_FILE, teacher_file
+from .pack import block_parts, step_parts, teacher_part
 
 STRATEGIES = ("teacher_only", "student_only", "pwl", "parallel")
-READY_EVENTS = ("student_ready", "block_swapped", "teacher_complete")  # a request arriving after sees that state
+ANSWER_EVENTS = ("first_answer", "state_answered")  # an answer came back from a state not answered from before
+
+
+SWITCH_INTERVAL_S = 5e-4  # how long a thread may hold the GIL while another waits (Python's default: 5 ms)
+
+
+@contextmanager
+def serving_process():
+    """How a serving process runs a timed launch. No garbage collection: what exists is collected and frozen,
+    then nothing is collected until the end (a full collection takes 150-230 ms here, longer than many runs).
+    A short GIL switch interval: the loader's pure-Python building would otherwise hold the interpreter for up
+    to 5 ms at a time while a request waits."""
+    gc.collect()
+    gc.freeze()
+    gc.disable()
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(SWITCH_INTERVAL_S)
+    try:
+        yield
+    finally:
+        sys.setswitchinterval(interval)
+        gc.enable()
+        gc.unfreeze()
 
 
 @contextmanager
@@ -51,10 +75,11 @@ def make_runtime(shard_dir: Path, profile, strategy: str, order: Optional[list[s
 def run_requests(shard_dir: Path, profile, strategy: str, x: torch.Tensor, order: Optional[list[str]] = None,
                  **kw) -> dict:
     """Launch, then send `x` back to back until loading is done and one more answer came back. Returns the
-    event timeline and every request (start, latency, state)."""
+    event timeline and every request (start, latency, state). Runs as a `serving_process` (no garbage
+    collection in between)."""
     runtime = make_runtime(shard_dir, profile, strategy, order, **kw)
     requests = []
-    with torch_threads(profile.threads):
+    with torch_threads(profile.threads), serving_process():
         runtime.start()
         try:
             while True:
@@ -73,11 +98,6 @@ def run_requests(shard_dir: Path, profile, strategy: str, x: torch.Tensor, order
 
 # --- analytical model -------------------------------------------------------------------------------------
 
-def file_seconds(entry: dict, profile) -> float:
-    """Time to read one file: open latency + bytes / bandwidth."""
-    return profile.open_latency_s + entry["bytes"] / profile.read_bandwidth
-
-
 def shared_arrivals(sizes: dict[str, int], profile, t0: float) -> dict[str, float]:
     """Arrival times of files all requested at `t0` on one device: each pays the open latency (in parallel),
     then the active files share the bandwidth equally (processor sharing: the smallest finishes first)."""
@@ -92,64 +112,59 @@ def shared_arrivals(sizes: dict[str, int], profile, t0: float) -> dict[str, floa
 
 def predicted_timeline(manifest: dict, profile, strategy: str, order: Optional[list[str]] = None,
                        request_s: Optional[dict] = None, build_s: Optional[dict] = None) -> list[dict]:
-    """Event times if reading were the only cost, plus measured compute: `request_s` (state -> seconds of one
-    request) is added to the first answer, `build_s` (file name -> seconds to deserialize and build) after
-    each file. PWL's teacher loading starts at the first answer (the runtime serves first). Loading and
-    requests are assumed not to slow each other. 'parallel': every teacher shard and the converters are
-    requested at the first answer and share the bandwidth (`shared_arrivals`); one builder takes them in
-    arrival order, and a block is swapped in once built and the converters are in."""
-    n, files = manifest["num_blocks"], manifest["files"]
+    """Event times if reading (latency + bytes / bandwidth per request, from the manifest's `pack` entry) and the
+    measured compute were the only costs: `request_s` (state -> seconds of one request), `build_s` (the
+    software costs `measure_build_s` gives for this strategy, see `step_costs`; the first answer takes
+    `build_s['first_answer']` after the swap when given, else one request).
+    Reads go back to back on a reader; one builder builds each step once its bytes are in and the previous
+    step is built, starting with the teacher skeleton (which overlaps the first read). PWL's teacher loading
+    starts at the first answer. An answer from a new state comes half an old request plus one new request
+    after the swap. 'parallel': every block is requested at the first answer and the requests share the
+    bandwidth (`shared_arrivals`); the builder takes them in arrival order."""
+    n, pack = manifest["num_blocks"], manifest["pack"]
+    parts, header = pack["parts"], pack["header_bytes"]
     req, build = request_s or {}, build_s or {}
-    t, nbytes, out = 0.0, 0, [{"event": "launch", "t": 0.0, "bytes_read": 0, "state": None}]
+    lat, bw = profile.open_latency_s, profile.read_bandwidth
+    out = [{"event": "launch", "t": 0.0, "bytes_read": 0, "state": None}]
+    nbytes = 0
 
-    def read(name):
-        nonlocal t, nbytes
-        t += file_seconds(files[name], profile) + build.get(name, 0.0)
-        nbytes += files[name]["bytes"]
+    def ev(event, state, t):
+        out.append({"event": event, "t": t, "bytes_read": nbytes, "state": state})
 
-    def ev(event, state, at=None):
-        out.append({"event": event, "t": t if at is None else at, "bytes_read": nbytes, "state": state})
+    def answered(t_swap, old, new):
+        ev("state_answered", new, t_swap + req.get(old, 0.0) / 2 + req.get(new, 0.0))
 
-    def first_answer(state):
-        ev("first_answer", state, t + req.get(state, 0.0))
-
-    if strategy == "teacher_only":
-        for i in range(1, n + 1):
-            read(teacher_file(i))
-        ev("teacher_complete", TEACHER * n)
-        first_answer(TEACHER * n)
+    first = TEACHER * n if strategy == "teacher_only" else STUDENT * n
+    first_parts = [teacher_part(i) for i in range(1, n + 1)] if strategy == "teacher_only" else ["student"]
+    nbytes = header + sum(parts[p] for p in first_parts)
+    t = lat + nbytes / bw + build.get("first_read", 0.0) + build.get("teacher" if strategy == "teacher_only"
+                                                                     else "student", 0.0)
+    ev("teacher_complete" if strategy == "teacher_only" else "student_ready", first, t)
+    t_fa = t + build.get("first_answer", req.get(first, 0.0))
+    ev("first_answer", first, t_fa)
+    if strategy in ("teacher_only", "student_only"):
         return out
-    read(STUDENT_FILE)
-    ev("student_ready", STUDENT * n)
-    first_answer(STUDENT * n)
-    if strategy == "student_only":
-        return out
-    t = out[-1]["t"]  # the loader starts once the first answer is out
     if strategy == "parallel":
-        names = [CONVERTERS_FILE, *(teacher_file(i) for i in range(1, n + 1))]
-        arrive = shared_arrivals({k: files[k]["bytes"] for k in names}, profile, t)
-        state, conv_in, waiting, start_bytes = STUDENT * n, False, [], nbytes
-        for name in sorted(names, key=lambda k: arrive[k]):
-            t = max(t, arrive[name]) + build.get(name, 0.0)
-            nbytes = start_bytes + sum(min(files[k]["bytes"], files[name]["bytes"]) for k in names)
-            if name == CONVERTERS_FILE:
-                conv_in = True
-            else:
-                waiting.append(files[name]["block"] - 1)
-            if conv_in:
-                for i in waiting:
-                    state = state[:i] + TEACHER + state[i + 1:]
-                    ev("block_swapped", state)
-                waiting = []
-        ev("teacher_complete", state)
-        return sorted(out, key=lambda e: e["t"])
-    if strategy != "pwl" or order is None:
+        blocks = {i: [p for p in block_parts(i, n) if p in parts] for i in range(1, n + 1)}
+        arrive = shared_arrivals({i: sum(parts[p] for p in ps) for i, ps in blocks.items()}, profile, t_fa)
+        steps = sorted(blocks, key=lambda i: arrive[i])
+        reads = [(i, arrive[i] + build.get("verify", 0.0), sum(parts[p] for p in blocks[i])) for i in steps]
+    elif strategy == "pwl" and order is not None:
+        t_read, reads = t_fa, []
+        for a, b in zip(order, order[1:]):
+            step = step_parts(a, b, parts)
+            t_read += lat + sum(parts[p] for p in step) / bw + build.get("verify", 0.0)
+            reads.append((changed_block(a, b) + 1, t_read, sum(parts[p] for p in step)))
+    else:
         raise PWLError(f"cannot predict strategy {strategy!r} (order {order})", f"use one of {STRATEGIES}")
-    read(CONVERTERS_FILE)
-    for prev, state in zip(order, order[1:]):
-        read(teacher_file(changed_block(prev, state) + 1))
-        ev("block_swapped", state)
-    ev("teacher_complete", order[-1])
+    built, state = t_fa + build.get("skeleton", 0.0), STUDENT * n
+    for block, t_in, size in reads:
+        nbytes += size
+        built = max(built, t_in) + build.get(teacher_part(block), 0.0)
+        old, state = state, state[:block - 1] + TEACHER + state[block:]
+        ev("block_swapped", state, built)
+        answered(built, old, state)
+    ev("teacher_complete", state, built)
     return sorted(out, key=lambda e: e["t"])
 
 
@@ -181,10 +196,11 @@ def load_state_accuracy(csv_path: Path, column: str = "test_acc") -> dict[str, f
 
 
 def accuracy_curve(timeline: list[dict], accuracy: dict[str, float]) -> list[tuple[float, float]]:
-    """Step curve (t, accuracy a request arriving from t on gets); 0 until the first state is ready."""
+    """Step curve (t, accuracy of the answers coming back from t on): 0 until the first answer, then the
+    accuracy of each state from its first answer on."""
     curve = [(0.0, 0.0)]
     for e in sorted(timeline, key=lambda e: e["t"]):
-        if e["event"] in READY_EVENTS and e["state"] is not None:
+        if e["event"] in ANSWER_EVENTS and e["state"] is not None:
             curve.append((e["t"], float(accuracy[e["state"]])))
     return curve
 
@@ -194,7 +210,8 @@ def time_to_first_answer(timeline: list[dict]) -> Optional[float]:
 
 
 def time_to_accuracy(curve: list[tuple[float, float]], target: float) -> Optional[float]:
-    """First time the curve reaches `target` (e.g. the all-T accuracy: teacher-level), None if never."""
+    """First time the curve reaches `target`, None if never. On `accuracy_curve` with the all-T accuracy: the
+    first *answer* at teacher accuracy (not the moment such a state is swapped in)."""
     return next((t for t, a in curve if a >= target), None)
 
 
@@ -214,20 +231,53 @@ def mean_accuracy(curve: list[tuple[float, float]], horizon_s: float) -> float:
     return curve_area(curve, horizon_s) / horizon_s
 
 
-def measure_build_s(shard_dir: Path, profile, order: list[str]) -> dict[str, float]:
-    """Seconds to deserialize and build each file when reading is free (file name -> s), from one unthrottled
-    PWL load; the converters and the teacher skeleton count towards the first teacher block. It includes the
-    sha256 check and the unthrottled read from the page cache, so it is a slight upper bound. Feed it to
-    `predicted_timeline(build_s=...)`."""
+def unthrottled_runs(shard_dir: Path, profile, strategy: str, x: torch.Tensor, order: Optional[list[str]] = None,
+                     runs: int = 3) -> list[dict]:
+    """`runs` runs of `strategy` with free reading, after one untimed run that warms every code path: what
+    is left is the software floor (verify, deserialize, build, swap, forward, threads)."""
     from .reader import PlainReader
 
-    runtime = ProgressiveModel(shard_dir, profile, order, reader=PlainReader(), first_answer_wait_s=0).start()
-    runtime.wait()
-    if runtime.error:
-        raise runtime.error
-    ready = [e for e in runtime.timeline if e["event"] in ("student_ready", "block_swapped")]
-    out, prev = {STUDENT_FILE: ready[0]["t"]}, ready[0]["t"]
-    for a, b, e in zip(order, order[1:], ready[1:]):
-        out[teacher_file(changed_block(a, b) + 1)] = e["t"] - prev
-        prev = e["t"]
+    out = []
+    for r in range(runs + 1):
+        res = run_requests(shard_dir, profile, strategy, x, order=order, reader=PlainReader())
+        if res["error"]:
+            raise PWLError(f"the unthrottled {strategy} run failed: {res['error']}", "export the shards again")
+        if r:
+            out.append(res)
+    return out
+
+
+def measure_build_s(runs: list[dict]) -> dict[str, float]:
+    """Median software seconds per step over `runs` (from `unthrottled_runs`), keyed as `step_costs` says.
+    Feed it to `predicted_timeline(build_s=...)`."""
+    samples: dict[str, list[float]] = {}
+    for res in runs:
+        for key, sec in step_costs(res["timeline"]).items():
+            samples.setdefault(key, []).append(sec)
+    return {k: statistics.median(v) for k, v in samples.items()}
+
+
+def step_costs(timeline: list[dict]) -> dict[str, float]:
+    """The software seconds of one run (with free reading) that the analytical model adds to reading:
+    'first_read' (the first request's own cost: header, copies), 'student' or 'teacher' (from its bytes in to
+    the swap: verify, deserialize, build, publish), 'first_answer' (from the swap to the answer), 'skeleton'
+    (the teacher skeleton, from the loader's first request), 'verify' (per step, on the reader) and
+    'teacher_<i>' (from block i's verified bytes in, or the builder free, to its swap)."""
+    reads = [e for e in timeline if e["event"] == "read"]
+    ready = next(e for e in timeline if e["event"] in ("student_ready", "teacher_complete") and "build_s" in e)
+    first = "teacher" if ready["event"] == "teacher_complete" else "student"
+    out = {"first_read": reads[0]["read_s"], first: ready["t"] - reads[0]["t"],
+           "first_answer": time_to_first_answer(timeline) - ready["t"]}
+    skel = next((e["t"] for e in timeline if e["event"] == "skeleton_built"), None)
+    if skel is None:
+        return out
+    out["skeleton"] = skel - next(e["t"] for e in timeline if e["event"] == "read_start")
+    read_at, free, verify = {e["file"]: e["t"] for e in reads[1:]}, skel, []
+    for e in timeline:
+        if e["event"] == "block_swapped" and "build_s" in e:
+            block = next(p for p in e["file"].split("+") if p.startswith("teacher_"))
+            out[block] = e["t"] - max(read_at[e["file"]] + e["verify_s"], free)
+            free = e["t"]
+            verify.append(e["verify_s"])
+    out["verify"] = statistics.median(verify)
     return out
