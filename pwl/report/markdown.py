@@ -214,8 +214,8 @@ def budget_section(per_arch: dict) -> list[str]:
 
 def loadsim_section(params, loadsim: dict) -> list[str]:
     sim = params.loadsim
-    devs = ", ".join(f"`{d}` {sim.devices[d]['read_bandwidth'] / 1e6:g} MB/s + {1e3 * sim.devices[d]['open_latency_s']:g} ms/request"
-                     for d in sim.profiles)
+    devs = ", ".join(f"`{d}` {p.read_bandwidth / 1e6:g} MB/s + {1e3 * p.open_latency_s:g} ms/request"
+                     for d, p in ((d, sim.device(d)) for d in sim.profiles))
     out = ["## Load-time simulation: accuracy against time since launch", "",
            f"Devices: {devs}; {sim.repeats} runs per strategy, requests of {sim.request_batch} image(s) sent back to "
            "back from launch. Every byte comes from one file per model (`model.safetensors`: the header, then the "

@@ -10,6 +10,7 @@ more latency), `retries` times, then the read fails with a PWLError naming the f
 """
 import http.client
 import re
+import sys
 import threading
 import time
 from contextlib import contextmanager
@@ -69,13 +70,21 @@ class RangeHandler(BaseHTTPRequestHandler):
         pass
 
 
+class LoopbackServer(ThreadingHTTPServer):
+    """Quiet about clients that hang up (a dropped or abandoned request is part of the test, not an error)."""
+    daemon_threads = True
+
+    def handle_error(self, request, client_address):
+        if not isinstance(sys.exc_info()[1], ConnectionError):
+            super().handle_error(request, client_address)
+
+
 @contextmanager
 def serve(directory: Path, latency_s: float = 0.0,
           fault: Optional[Callable[[int, int], Optional[int]]] = None) -> Iterator[str]:
     """Serve `directory` on 127.0.0.1 (a free port) while the block runs; yields the base URL.
     `fault(request number from 1, start byte)` -> bytes to send before dropping the connection, or None."""
-    server = ThreadingHTTPServer(("127.0.0.1", 0), RangeHandler)
-    server.daemon_threads = True
+    server = LoopbackServer(("127.0.0.1", 0), RangeHandler)
     server.directory, server.latency_s, server.fault = Path(directory), latency_s, fault
     server.lock, server.requests = threading.Lock(), 0
     thread = threading.Thread(target=server.serve_forever, name="pwl-http", daemon=True)
