@@ -4,7 +4,7 @@ Defaults are the published recipe (METHOD.md), as the paper profiles use it; con
 departs from them explicitly, with its reasons beside each value. Family-specific rules live with each family's
 config (pwl/models), never here."""
 from pathlib import Path
-from typing import Any, Literal, Optional
+from typing import Annotated, Any, Literal, Optional
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -205,9 +205,14 @@ class EvalConfig(Section):
     batch_size: int = Field(1000, gt=0, le=MAX_BATCH)
 
 
+REPORT_NAME = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"  # a plain folder name under reports/
+
+
 class Params(Section):
     profile: str = "default"
-    seed: int = Field(0, ge=0, le=SEED_MAX)
+    name: str = Field("default", pattern=REPORT_NAME)  # this run's report folder, reports/<name>/
+    seed: int = Field(0, ge=0, le=SEED_MAX)  # the data split's seed, and the training replica export/loadsim use
+    seeds: list[Annotated[int, Field(ge=0, le=SEED_MAX)]] = [0]  # training replicas (train/kd/distill/evaluate)
     threads: int = Field(0, ge=0, le=MAX_THREADS)  # 0 = every core
     compute: ComputeConfig = ComputeConfig()
     data: DataConfig = DataConfig()
@@ -216,6 +221,15 @@ class Params(Section):
     arch: dict[str, ArchConfig]
     eval: EvalConfig = EvalConfig()
     loadsim: Optional[LoadsimConfig] = None
+
+    @model_validator(mode="after")
+    def _seeds(self):
+        if not self.seeds or len(set(self.seeds)) != len(self.seeds):
+            raise ValueError(f"seeds {self.seeds} must be a non-empty list without repeats")
+        if self.seed not in self.seeds:
+            raise ValueError(f"seeds {self.seeds} must include seed {self.seed}: its replica is the one exported "
+                             "and load-simulated")
+        return self
 
     @model_validator(mode="after")
     def _archs(self):

@@ -18,9 +18,9 @@ def run():
     cfg, arch, params = stage.cfg, stage.arch, stage.params
     dcfg = cfg.distill
     mixed = build_mixed(cfg, stage.ds)
-    load_weights(paths.weights(arch, "teacher"), mixed.teacher)
+    load_weights(paths.weights(arch, "teacher", params.seed), mixed.teacher)
     freeze(mixed.teacher)
-    init_student(mixed.student, arch, cfg)
+    init_student(mixed.student, arch, cfg, params.seed)
     stage.compute.module(mixed)
     parts = distilled_parts(mixed)
     lr = dcfg.optim.lr

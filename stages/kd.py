@@ -16,8 +16,8 @@ def run():
     cfg, arch = stage.cfg, stage.arch
     d = cfg.distill
     teacher, student = freeze(build(cfg.teacher, stage.ds)), build(cfg.student, stage.ds)
-    load_weights(paths.weights(arch, "teacher"), teacher)
-    init_student(student, arch, cfg)
+    load_weights(paths.weights(arch, "teacher", stage.params.seed), teacher)
+    init_student(student, arch, cfg, stage.params.seed)
     teacher, student = stage.compute.module(teacher), stage.compute.module(student)
     a, T = d.loss.alpha, d.loss.temperature
 

@@ -500,5 +500,5 @@ def test_imagefolder_prepare_stage(image_root, tmp_path):
     assert res.returncode == 0, res.stderr
     ds = load_prepared(work / "data" / "prepared")
     assert ds.num_classes == 3 and ds.in_chans == 3 and len(ds.test.y) == 6
-    metrics = json.loads((work / "reports" / "metrics" / "prepare.json").read_text())
+    metrics = json.loads((work / "reports" / "smoke" / "metrics" / "prepare.json").read_text())
     assert metrics["dataset"] == "imagefolder" and metrics["train"] == 15

@@ -209,7 +209,7 @@ def test_the_checks_see_what_they_should():
     code = CODE["evaluate"]
     assert {"pwl/build.py", "pwl/models/vgg.py", "pwl/states.py", "pwl/data.py"} <= set(code.pwl_files())
     assert not any(f.startswith(("pwl/report", "pwl/runtime")) for f in code.pwl_files())
-    assert {"data/prepared", "models/*/teacher.safetensors", "models/*/pwl.safetensors"} <= code.pipeline_paths()
+    assert {"data/prepared", "models/*/s*/teacher.safetensors", "models/*/s*/pwl.safetensors"} <= code.pipeline_paths()
     assert "pwl/runtime/shards.py" in CODE["export"].pwl_files()
     assert covers("models/${item}/shards", "models/*/shards/manifest.json") and not covers("data/prepared", "models")
     export = STAGES["export"]

@@ -19,18 +19,20 @@ def read_json(path: Path) -> dict:
     return json.loads(Path(path).read_text())
 
 
-def arch_results(arch: str) -> dict:
-    return {role: read_json(paths.metrics(arch, role)) for role in ("teacher", "student", "pwl", "eval")}
+def arch_results(name: str, arch: str, seed) -> dict:
+    return {role: read_json(paths.metrics(name, arch, role, seed)) for role in ("teacher", "student", "pwl", "eval")}
 
 
-def summary(archs: list[str]) -> pd.DataFrame:
-    """One row per arch: the three criteria of the default profile, in test accuracy points."""
+def summary(name: str, archs: list[str], seed) -> pd.DataFrame:
+    """One row per arch for one training replica: the three criteria of the default profile, in test
+    accuracy points."""
     rows = []
     for arch in archs:
-        r = arch_results(arch)
+        r = arch_results(name, arch, seed)
         t, s, ev = 100 * r["teacher"]["test_acc"], 100 * r["student"]["test_acc"], r["eval"]
         all_s, all_t, dip = 100 * ev["all_student_test"], 100 * ev["all_teacher_test"], 100 * ev["prefix_worst_dip"]
-        kd = 100 * read_json(paths.metrics(arch, "kd"))["test_acc"] if paths.metrics(arch, "kd").exists() else None
+        kd_file = paths.metrics(name, arch, "kd", seed)
+        kd = 100 * read_json(kd_file)["test_acc"] if kd_file.exists() else None
         rows.append({"arch": arch, "teacher": t, "scratch_student": s, "teacher_gap": t - s, "kd_student": kd,
                      "pwl_all_S": all_s, "pwl_vs_scratch": all_s - s,
                      "pwl_vs_kd": None if kd is None else all_s - kd, "pwl_all_T": all_t,
@@ -40,8 +42,8 @@ def summary(archs: list[str]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def states(arch: str) -> pd.DataFrame:
-    df = pd.read_csv(paths.states_table(arch), dtype={"state": str})
+def states(name: str, arch: str, seed) -> pd.DataFrame:
+    df = pd.read_csv(paths.states_table(name, arch, seed), dtype={"state": str})
     df[["val_acc", "test_acc"]] *= 100
     return df
 
@@ -55,26 +57,31 @@ def orders(states_df: pd.DataFrame) -> pd.DataFrame:
                          "suffix_state": suffix_order(n), "suffix_test_acc": df.loc[suffix_order(n), "test_acc"].values})
 
 
-def wall_times(archs: list[str], devices: list[str] = ()) -> pd.DataFrame:
+REPLICA_STAGES = (("teacher", "train_teacher"), ("student", "train_student"), ("kd", "kd"), ("pwl", "distill"),
+                  ("eval", "evaluate"))
+
+
+def wall_times(name: str, archs: list[str], seeds: list[int], devices: list[str] = ()) -> pd.DataFrame:
     """Each stage's own wall time (process start to end, imports included) and where it ran, as the stage
-    recorded it (training stages: device and number of DDP processes)."""
-    rows = [{"stage": "prepare", "wall_s": read_json(paths.METRICS / "prepare.json")["wall_s"], "ran_on": "cpu"}]
+    recorded it (training stages: device and number of DDP processes); stage names as dvc.yaml makes them."""
+    rows = [{"stage": "prepare", "wall_s": read_json(paths.prepare_metrics(name))["wall_s"], "ran_on": "cpu"}]
     for arch in archs:
-        for role, stage in (("teacher", "train_teacher"), ("student", "train_student"), ("kd", "kd"),
-                            ("pwl", "distill"), ("eval", "evaluate"), ("export", "export")):
-            if paths.metrics(arch, role).exists():
-                m = read_json(paths.metrics(arch, role))
+        files = [(f"{stage}@{arch}-{seed}", paths.metrics(name, arch, role, seed))
+                 for seed in seeds for role, stage in REPLICA_STAGES]
+        for stage, f in files + [(f"export@{arch}", paths.arch_metrics(name, arch, "export.json"))]:
+            if f.exists():
+                m = read_json(f)
                 where = m.get("device", "cpu") + (f" x{m['world_size']}" if m.get("world_size", 1) > 1 else "")
-                rows.append({"stage": f"{stage}@{arch}", "wall_s": m["wall_s"], "ran_on": where})
+                rows.append({"stage": stage, "wall_s": m["wall_s"], "ran_on": where})
         for dev in devices:
-            m = read_json(paths.loadsim_dir(arch, dev) / "metrics.json")
+            m = read_json(paths.loadsim_dir(name, arch, dev) / "metrics.json")
             rows.append({"stage": f"loadsim@{arch}-{dev}", "wall_s": m["wall_s"], "ran_on": f"cpu ({dev} profile)"})
     return pd.DataFrame(rows)
 
 
-def curve(arch: str, role: str, metric: str = "val/score") -> pd.DataFrame:
+def curve(name: str, arch: str, role: str, seed, metric: str = "val/score") -> pd.DataFrame:
     """A DVCLive per-epoch series (step 0 = epoch 1)."""
-    tsv = paths.live_dir(arch, role) / "plots" / "metrics" / f"{metric}.tsv"
+    tsv = paths.live_dir(name, arch, role, seed) / "plots" / "metrics" / f"{metric}.tsv"
     return pd.read_csv(tsv, sep="\t")
 
 
@@ -172,33 +179,33 @@ def lattice(arch: str, states_df: pd.DataFrame, reference_csv: Path, family: str
     return rows
 
 
-def pareto(arch: str) -> tuple[pd.DataFrame, pd.DataFrame]:
+def pareto(name: str, arch: str, seed) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Every state with its weight bytes and accuracies (%), and the (bytes, test accuracy) Pareto front."""
-    table = budget.load(arch)
+    table = budget.load(name, arch, seed)
     table[["val_acc", "test_acc"]] *= 100
     return table, budget.pareto_front(table, "bytes", "test_acc")
 
 
-def loadsim(arch: str, devices: list[str]) -> tuple[pd.DataFrame, dict]:
+def loadsim(name: str, arch: str, devices: list[str]) -> tuple[pd.DataFrame, dict]:
     """Per device and strategy: medians [min-max] of the load-time metrics, and the modelled times."""
     rows, curves = [], {}
     for dev in devices:
-        d = paths.loadsim_dir(arch, dev)
+        d = paths.loadsim_dir(name, arch, dev)
         m = read_json(d / "metrics.json")
         curves[dev] = pd.read_csv(d / "curves.csv")
-        for name, s in m["strategies"].items():
+        for strategy, s in m["strategies"].items():
             def ms(key):
                 v = s[key]
                 return None if v["median"] is None else f"{1e3 * v['median']:.1f} [{1e3 * v['min']:.1f}-{1e3 * v['max']:.1f}]"
             loaded = s["model_error_loaded"] is not None
             err = s["model_error_loaded"] if loaded else s["model_error_ttfa"]
             model_s = s["model_teacher_loaded_s"] if loaded else s["model_ttfa_s"]
-            rows.append({"device": dev, "strategy": name, "TTFA ms": ms("ttfa_s"),
+            rows.append({"device": dev, "strategy": strategy, "TTFA ms": ms("ttfa_s"),
                          "to teacher acc ms": ms("time_to_teacher_acc_s") or "never",
                          "mean acc over horizon": s["mean_acc_over_horizon"]["median"],
                          "model mean acc": s.get("model_mean_acc_over_horizon"),
                          "horizon ms": 1e3 * m["horizon_s"],
-                         "TTFA ratio (teacher/PWL)": f"{m['ttfa_ratio_teacher_over_pwl']:.2f}" if name == "pwl_prefix" else "",
+                         "TTFA ratio (teacher/PWL)": f"{m['ttfa_ratio_teacher_over_pwl']:.2f}" if strategy == "pwl_prefix" else "",
                          "model ms": 1e3 * model_s, "measured vs model": "" if err is None else f"{100 * err:+.0f}%",
                          "model_err": err})
     return pd.DataFrame(rows), curves
