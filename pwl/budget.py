@@ -137,7 +137,7 @@ def main(argv=None) -> int:
         if not args.max_bytes > 0:
             raise PWLError(f"--max-bytes {args.max_bytes} must be a positive number of bytes", "e.g. --max-bytes 2e6")
         params = load_params(args.params)
-        table = load(params.name, args.arch, params.seed)
+        table = load(params.profile, args.arch, params.seed)
         best = choose(table, args.max_bytes)
     except PWLError as e:
         print(f"error: {e}", file=sys.stderr)

@@ -209,7 +209,7 @@ REPORT_NAME = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"  # a plain folder name under 
 
 
 class Params(Section):
-    profile: str = "default"
+    profile: str = Field("default", pattern=REPORT_NAME)  # the stages' folder, reports/<profile>/
     name: str = Field("default", pattern=REPORT_NAME)  # this run's report folder, reports/<name>/
     seed: int = Field(0, ge=0, le=SEED_MAX)  # the data split's seed, and the training replica export/loadsim use
     seeds: list[Annotated[int, Field(ge=0, le=SEED_MAX)]] = [0]  # training replicas (train/kd/distill/evaluate)

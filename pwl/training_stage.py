@@ -47,7 +47,7 @@ class TrainingStage:
         """Train `trainee` with the recipe `optim`. A resume checkpoint is used only if it was written for the
         same `depends_on` (the configs the stage's result depends on), augmentation, seed and data."""
         p = self.params
-        with epoch_logger(paths.live_dir(p.name, self.arch, role, p.seed), self.compute.is_main) as on_epoch:
+        with epoch_logger(paths.live_dir(p.profile, self.arch, role, p.seed), self.compute.is_main) as on_epoch:
             return fit(trainee, TrainingRun(
                 train=self.train, norm=self.norm, optim=optim, augment=p.augment,
                 checkpoint=paths.resume_checkpoint(self.arch, role, p.seed),
@@ -62,6 +62,6 @@ class TrainingStage:
         p = self.params
         save_weights(paths.weights(self.arch, role, p.seed), trained.state_dict(),
                      {"arch": self.arch, "role": role, **meta})
-        write_json(paths.metrics(p.name, self.arch, role, p.seed),
+        write_json(paths.metrics(p.profile, self.arch, role, p.seed),
                    {**metrics(), **self.compute.record, "wall_s": elapsed()})
         training_done(paths.resume_checkpoint(self.arch, role, p.seed))

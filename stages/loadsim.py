@@ -30,7 +30,7 @@ def run():
                        f"export again with this device in loadsim.devices (dvc repro export@{args.arch})")
     ds = load_prepared(paths.DATA)
     mixed = load_trained_mixed(args.arch, cfg, ds, params.seed)
-    accuracy = {s: 100 * a for s, a in load_state_accuracy(paths.states_table(params.name, args.arch, params.seed), "test_acc").items()}
+    accuracy = {s: 100 * a for s, a in load_state_accuracy(paths.states_table(params.profile, args.arch, params.seed), "test_acc").items()}
     norm = Normalizer(ds.manifest["mean"], ds.manifest["std"])
     x = norm(ds.test.x[:sim.request_batch])
     teacher_only_load = predicted_timeline(manifest, profile, "teacher_only")[-1]["t"]
@@ -41,7 +41,7 @@ def run():
     with torch_threads(profile.threads):
         metrics, timeline, curves = compare_strategies(mixed, shard_dir, profile, strategies, x, accuracy,
                                                        sim.repeats, horizon)
-    out = paths.loadsim_dir(params.name, args.arch, args.device)
+    out = paths.loadsim_dir(params.profile, args.arch, args.device)
     out.mkdir(parents=True, exist_ok=True)
     pd.DataFrame(timeline).to_csv(out / "timelines.csv", index=False, float_format="%.6f")
     pd.DataFrame(curves).to_csv(out / "curves.csv", index=False, float_format="%.6f")

@@ -12,8 +12,8 @@ from pwl.stage import main, setup, write_json
 
 def run():
     params, _ = setup(__doc__, with_arch=False)
-    name, seed = params.name, params.seed
-    out_dir = paths.report_dir(name)
+    name, seed = params.profile, params.seed  # the stages wrote their files under the profile's folder
+    out_dir = paths.report_dir(params.name)  # this report's own folder (the profile's, or a named variant's)
     fig_dir, tab_dir = out_dir / "figures", out_dir / "tables"
     fig_dir.mkdir(parents=True, exist_ok=True)
     tab_dir.mkdir(parents=True, exist_ok=True)
@@ -75,8 +75,8 @@ def replicas(params, tab_dir) -> dict:
     out = {}
     for arch in params.archs:
         per_seed = pd.DataFrame({
-            s: seeds.replica_cells(tables.summary(params.name, [arch], s).iloc[0].to_dict(),
-                                   tables.states(params.name, arch, s)) for s in params.seeds}).T
+            s: seeds.replica_cells(tables.summary(params.profile, [arch], s).iloc[0].to_dict(),
+                                   tables.states(params.profile, arch, s)) for s in params.seeds}).T
         cells, diffs = seeds.aggregate(per_seed), seeds.compare(per_seed)
         cells.to_csv(tab_dir / f"seeds_{arch}.csv", index=False, float_format="%.3f")
         diffs.to_csv(tab_dir / f"seed_differences_{arch}.csv", index=False, float_format="%.3f")
@@ -86,7 +86,7 @@ def replicas(params, tab_dir) -> dict:
 
 def run_record(params, env: dict) -> dict:
     """What the index says of this report: where its data came from, when, and from which code."""
-    prepared = tables.read_json(paths.prepare_metrics(params.name))
+    prepared = tables.read_json(paths.prepare_metrics(params.profile))
     return {"profile": params.profile, "name": params.name, "dataset": prepared["dataset"],
             "source": prepared["source"], "date": datetime.now(timezone.utc).strftime("%Y-%m-%d"),
             "git_rev": env["git_rev"], "seeds": params.seeds}
@@ -101,7 +101,7 @@ def plot_file(tab_dir, plot: str, arch: str):
 def loadsim_metrics(params) -> dict:
     if params.loadsim is None:
         return {}
-    return {arch: {dev: tables.read_json(paths.loadsim_dir(params.name, arch, dev) / "metrics.json")
+    return {arch: {dev: tables.read_json(paths.loadsim_dir(params.profile, arch, dev) / "metrics.json")
                    for dev in params.loadsim.profiles} for arch in params.archs}
 
 

@@ -116,10 +116,12 @@ def test_smoke_profile_runs_the_real_pipeline(tmp_path):
     out = run([sys.executable, "-m", "dvc", "repro"], work, env).stdout
     assert "didn't change, skipping" in out or "Data and pipelines are up to date" in out
     # training replicas: a second seed of one arch, reported in its own folder beside the first one
-    run([sys.executable, "-m", "dvc", "exp", "run", "-S", "seeds=[0,1]", "-S", "archs=[vgg]", "-S", "name=smoke-seeds"],
-        work, env)
-    seeds_dir = work / "reports" / "smoke-seeds"
+    log = run([sys.executable, "-m", "dvc", "exp", "run", "-S", "seeds=[0,1]", "-S", "archs=[vgg]",
+               "-S", "name=smoke-seeds"], work, env).stdout
+    assert "'train_teacher@vgg-0' didn't change" in log and "Running stage 'train_teacher@vgg-1'" in log
+    seeds_dir = work / "reports" / "smoke-seeds"  # the variant's report; its replicas sit beside seed 0's
     assert (work / "models" / "vgg" / "s1" / "pwl.safetensors").exists()
+    assert (rdir / "metrics" / "vgg" / "s1" / "eval.json").exists()
     cells = pd.read_csv(seeds_dir / "tables" / "seeds_vgg.csv").set_index("cell")
     assert (cells["n"] == 2).all() and cells.loc["teacher", "std"] >= 0
     assert "mean ± std over seeds [0, 1]" in (seeds_dir / "README.md").read_text()
