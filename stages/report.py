@@ -64,7 +64,8 @@ def run():
                                           **tables.key_metrics(summary, loadsim_metrics(params), ours)})
     walls = tables.wall_times(name, params.archs, params.seeds, params.loadsim.profiles if params.loadsim else ())
     walls.to_csv(tab_dir / "wall_times.csv", index=False, float_format="%.1f")
-    text = markdown.build(params, env, summary, per_arch, walls, paper, loadsim, lattice, seed_tables)
+    source = tables.read_json(paths.prepare_metrics(params.profile))["source"]
+    text = markdown.build(params, env, summary, per_arch, walls, paper, loadsim, lattice, seed_tables, source)
     (out_dir / "README.md").write_text(text)
     paths.INDEX.write_text(index.build(paths.REPORTS))
     print(summary.to_string(index=False))

@@ -6,7 +6,7 @@ from typing import Optional
 import pandas as pd
 
 from .. import budget, paths
-from ..states import label, prefix_order, suffix_order
+from ..states import STUDENT, label, prefix_order, suffix_order
 
 # What the default profile must show (issue #2): the phenomenon of the paper, per arch.
 MIN_TEACHER_GAP = 1.0  # teacher beats the scratch student by at least this many points
@@ -37,6 +37,7 @@ def summary(name: str, archs: list[str], seed) -> pd.DataFrame:
                      "pwl_all_S": all_s, "pwl_vs_scratch": all_s - s,
                      "pwl_vs_kd": None if kd is None else all_s - kd, "pwl_all_T": all_t,
                      "prefix_worst_dip": dip, "prefix_mean": 100 * ev["prefix_mean"]["test"],
+                     "distill_s_per_epoch": r["pwl"]["wall_s"] / r["pwl"]["epochs"],
                      "gap_ok": t - s >= MIN_TEACHER_GAP, "student_ok": all_s - s >= -MAX_STUDENT_DEFICIT,
                      "prefix_ok": dip >= -MAX_PREFIX_DIP})
     return pd.DataFrame(rows)
@@ -158,15 +159,19 @@ def label_table(states_df: pd.DataFrame, reference_csv: Optional[Path] = None,
     by_label = ours.groupby(ours.index.map(label))
     cols = paper_columns(reference_csv, family) if reference_csv is not None and family else None
     paper = {ds: paper_states(reference_csv, col) for ds, col in (cols or {}).items()}
+    all_s = ours[STUDENT * len(ours.index[0])]
     rows = []
     for lab in LABELS:
+        mean = by_label.mean().get(lab)
         row = {"label": lab, "states": int(by_label.size().get(lab, 0)),
-               "min": by_label.min().get(lab), "mean": by_label.mean().get(lab)}
-        for ds, acc in paper.items():
+               "min": by_label.min().get(lab), "mean": mean, "mean_vs_all_S": None if mean is None else mean - all_s}
+        for ds, acc in paper.items():  # drops comparable across datasets; absolute values are not
             sel = acc[acc.index.map(label) == lab]
+            paper_all_s = acc[STUDENT * len(acc.index[0])]
             row[f"paper_{ds}_states"] = len(sel)
             row[f"paper_{ds}_min"] = sel.min() if len(sel) else None
             row[f"paper_{ds}_mean"] = sel.mean() if len(sel) else None
+            row[f"paper_{ds}_mean_vs_all_S"] = sel.mean() - paper_all_s if len(sel) else None
         rows.append(row)
     return pd.DataFrame(rows)
 
@@ -218,7 +223,8 @@ def key_metrics(summary: pd.DataFrame, loadsim: dict, lattices: Optional[dict] =
         out[row.arch] = {"teacher": round(row.teacher, 2), "student": round(row.scratch_student, 2),
                          **({} if pd.isna(row.kd_student) else {"kd": round(row.kd_student, 2)}),
                          "pwl_all_S": round(row.pwl_all_S, 2), "prefix_mean": round(row.prefix_mean, 2),
-                         "prefix_dip": round(row.prefix_worst_dip, 2)}
+                         "prefix_dip": round(row.prefix_worst_dip, 2),
+                         "distill_s_per_epoch": round(row.distill_s_per_epoch, 1)}
         lat = (lattices or {}).get(row.arch)
         if lat:
             out[row.arch]["worst_state"] = round(lat["worst"], 2)
