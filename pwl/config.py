@@ -47,10 +47,21 @@ class DataConfig(Section):
         return self
 
 
+AUGMENT_ORDERS = ("crop-flip-rotate", "rotate-flip-crop")  # ours, the authors' (pwl.data.augment)
+
+
 class AugmentConfig(Section):
+    """Defaults: ours. The authors' pipeline (torchvision) rotates first, with nearest-neighbour sampling, and
+    augments the ViT's images after resizing them to 224: `order: rotate-flip-crop`, `rotate_interpolation:
+    nearest`, `at_input_size: true` emulate it (pwl/report/recipe.py)."""
     crop_pad_frac: float = Field(0.125, ge=0, lt=1)  # random crop after reflect padding of size * frac
     flip: bool = True
     rotate_deg: float = Field(15.0, ge=0, le=180)
+    order: Literal[AUGMENT_ORDERS] = "crop-flip-rotate"  # the three ops, applied left to right
+    rotate_interpolation: Literal["bilinear", "nearest"] = "bilinear"
+    # true: a model that resizes its images (the ViT's input_size) gets them resized before augmentation, so crop
+    # padding and rotation act at that size; false: the stored images are augmented, the model resizes after
+    at_input_size: bool = False
 
 
 class OptimConfig(Section):
@@ -66,6 +77,11 @@ class OptimConfig(Section):
     # total gradient norm cap per step, 0 = off (the authors' HF Trainer clips at 1.0). It also bounds the feedback
     # between weights and running BN statistics when mixed passes run the student's BN in eval mode
     clip_grad_norm: float = Field(0.0, ge=0, le=1e6)
+    # LR after warm-up: "cosine" (published) or "linear" (the HF Trainer's default: the authors' ViT fine-tune),
+    # both down to min(lr * min_lr_ratio, min_lr) at the last step
+    schedule: Literal["cosine", "linear"] = "cosine"
+    # no weight decay on biases and normalisation weights (the HF Trainer's rule: the authors' ViT fine-tune)
+    no_decay_norm_bias: bool = False
 
 
 # The published loss (METHOD.md), defined once: LossConfig's defaults, and what the report calls published.
@@ -74,8 +90,8 @@ PUBLISHED_LOSS = {"alpha": 0.4, "temperature": 2.0, "w_sync": 1.0, "w_recon": 1.
 
 
 class LossConfig(Section):
-    """Defaults: the published loss, and the paper profiles' BatchNorm handling (the paper does not say; its
-    code ran BN in train mode, "update", a weakness METHOD.md lists)."""
+    """Defaults: the published loss, and BatchNorm in mixed passes as it is served ("eval"; the paper does not
+    say; the authors' code ran BN in train mode, "update", which the paper profiles emulate)."""
     alpha: float = Field(PUBLISHED_LOSS["alpha"], ge=0, le=1)  # weight of the hard (label) term
     temperature: float = Field(PUBLISHED_LOSS["temperature"], gt=0)
     w_sync: float = Field(PUBLISHED_LOSS["w_sync"], ge=0)
@@ -97,6 +113,9 @@ class DistillConfig(Section):
     # the student config names (`pretrained` / `pretrained_file`, as the paper's ViT student)
     init_student: Literal["random", "scratch", "pretrained"] = "random"
     select_on: Literal["student", "prefix_mean"] = "prefix_mean"  # val score that picks the epoch (pwl.states)
+    # the frozen teacher's BatchNorm while it makes the targets (distillation and kd): "eval" (ours) or "train"
+    # (the authors': batch statistics, running statistics drifting; pwl.teacher_bn says what all-T then is)
+    teacher_bn: Literal["eval", "train"] = "eval"
 
 
 class ArchConfig(Section):

@@ -52,7 +52,15 @@ class TrainingStage:
                 train=self.train, norm=self.norm, optim=optim, augment=p.augment,
                 checkpoint=paths.resume_checkpoint(self.arch, role, p.seed),
                 fingerprint=fingerprint(*depends_on, p.augment, p.seed, self.ds.manifest["splits"]),
-                seed=p.seed, compute=self.compute, desc=f"{self.arch}/{role}", on_epoch=on_epoch))
+                seed=p.seed, compute=self.compute, desc=f"{self.arch}/{role}", on_epoch=on_epoch,
+                resize_to=self.augment_size(role)))
+
+    def augment_size(self, role: str) -> int | None:
+        """Where `augment.at_input_size` asks for it, the size the trained model resizes its images to (the
+        ViT's `input_size`; the teacher's where both models see the batch, kd and distillation): the batches
+        are resized to it before augmentation. None: augment the images as stored."""
+        model_cfg = self.cfg.student if role == "student" else self.cfg.teacher
+        return getattr(model_cfg, "input_size", None) if self.params.augment.at_input_size else None
 
     def finish(self, role: str, trained: nn.Module, meta: dict, metrics: Callable[[], dict]) -> None:
         """On rank 0: save `trained`'s weights (with `meta` to rebuild it), write `metrics()` with where the stage
