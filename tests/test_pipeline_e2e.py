@@ -116,7 +116,7 @@ def test_smoke_profile_runs_the_real_pipeline(tmp_path):
     out = run([sys.executable, "-m", "dvc", "repro"], work, env).stdout
     assert "didn't change, skipping" in out or "Data and pipelines are up to date" in out
     # training replicas: a second seed of one arch, reported in its own folder beside the first one
-    log = run([sys.executable, "-m", "dvc", "exp", "run", "-S", "seeds=[0,1]", "-S", "archs=[vgg]",
+    log = run([sys.executable, "-m", "dvc", "exp", "run", "-S", "profile=smoke", "-S", "seeds=[0,1]", "-S", "archs=[vgg]",
                "-S", "name=smoke-seeds"], work, env).stdout
     assert "'train_teacher@vgg-0' didn't change" in log and "Running stage 'train_teacher@vgg-1'" in log
     seeds_dir = work / "reports" / "smoke-seeds"  # the variant's report; its replicas sit beside seed 0's

@@ -182,7 +182,7 @@ def seeds_section(params, seed_tables: dict) -> list[str]:
     if len(params.seeds) < 2:
         return out + [f"One training replica (seed {params.seeds[0]}): no spread is measured, so no difference "
                       "in this report can be told from seed noise. Run several with e.g. "
-                      f"`dvc exp run -S 'seeds=[0,1,2]' -S 'archs=[vgg]' -S name={params.name}-seeds`.", ""]
+                      f"`dvc exp run -S profile={params.profile} -S 'seeds=[0,1,2]' -S 'archs=[vgg]' -S name={params.name}-seeds`.", ""]
     out += [f"Each cell: mean ± std over seeds {params.seeds} (test %). Differences are paired by seed; "
             f"`significant` = |mean| >= {seeds.SE_FACTOR:g} standard errors (std / sqrt(n)); `False` marks a "
             "difference that cannot be told from seed noise.", ""]
