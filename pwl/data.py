@@ -53,8 +53,8 @@ def prepare(cfg, seed: int, out_dir: Path, raw_dir: Path) -> dict:
     tr, va = split_train_val(len(y_all), cfg.val_size, cfg.train_limit, seed)
     x_test, y_test = raw["test"]
     if cfg.test_limit:  # a seeded random subset: an imagefolder's test set comes sorted by class
-        keep = torch.randperm(len(y_test), generator=torch.Generator().manual_seed(seed))[:cfg.test_limit]
-        x_test, y_test = x_test[keep.sort().values], y_test[keep.sort().values]
+        keep = torch.randperm(len(y_test), generator=torch.Generator().manual_seed(seed))[:cfg.test_limit].sort().values
+        x_test, y_test = x_test[keep], y_test[keep]
     splits = {"train": (x_all[tr], y_all[tr]), "val": (x_all[va], y_all[va]), "test": (x_test, y_test)}
     splits = {name: (pad_to(x, cfg.image_size).contiguous(), y.contiguous()) for name, (x, y) in splits.items()}
     out_dir.mkdir(parents=True, exist_ok=True)

