@@ -20,14 +20,15 @@ from pathlib import Path
 import pandas as pd
 
 from . import paths
+from .config import load_params
 from .errors import PWLError
 from .states import STUDENT, TEACHER, all_states, label
 
 BYTES_TABLE = "state_bytes.csv"
 
 
-def bytes_table_path(arch: str) -> Path:
-    return paths.METRICS / arch / BYTES_TABLE
+def bytes_table_path(name: str, arch: str) -> Path:
+    return paths.arch_metrics(name, arch, BYTES_TABLE)
 
 
 def tensor_bytes(path: Path) -> dict[str, int]:
@@ -109,17 +110,19 @@ def choose(table: pd.DataFrame, max_bytes: float, on: str = "val_acc") -> pd.Ser
     return fits.sort_values([on, "bytes", "state"], ascending=[False, True, True], kind="stable").iloc[0]
 
 
-def load(arch: str) -> pd.DataFrame:
-    """evaluate's accuracies (val, test; fractions) joined with export's bytes per state."""
-    need = {paths.states_table(arch): f"dvc repro evaluate@{arch}", bytes_table_path(arch): f"dvc repro export@{arch}"}
+def load(name: str, arch: str, seed) -> pd.DataFrame:
+    """evaluate's accuracies (val, test; fractions) of the exported replica joined with export's bytes per
+    state, from report `name`."""
+    states, nbytes_path = paths.states_table(name, arch, seed), bytes_table_path(name, arch)
+    need = {states: f"dvc repro evaluate@{arch}-{seed}", nbytes_path: f"dvc repro export@{arch}"}
     for path, cmd in need.items():
         if not path.exists():
             raise PWLError(f"{path} is missing", f"run `{cmd}` (from the repository root) first")
-    acc = pd.read_csv(paths.states_table(arch), dtype={"state": str})
-    nbytes = pd.read_csv(bytes_table_path(arch), dtype={"state": str})
+    acc = pd.read_csv(states, dtype={"state": str})
+    nbytes = pd.read_csv(nbytes_path, dtype={"state": str})
     table = nbytes.merge(acc[["state", "val_acc", "test_acc"]], on="state", how="inner")
     if len(table) != len(nbytes) or len(table) != len(acc):
-        raise PWLError(f"{paths.states_table(arch)} and {bytes_table_path(arch)} list different states",
+        raise PWLError(f"{states} and {nbytes_path} list different states",
                        f"rerun `dvc repro export@{arch}` after evaluate")
     return table
 
@@ -128,11 +131,13 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m pwl.budget", description=__doc__.split("\n\n")[0])
     parser.add_argument("--arch", required=True, help="an arch the pipeline has evaluated and exported (e.g. vgg)")
     parser.add_argument("--max-bytes", required=True, type=float, help="weight bytes the device can hold, e.g. 2e6")
+    parser.add_argument("--params", default="params.yaml", help="the run whose report to read (its name and seed)")
     args = parser.parse_args(argv)
     try:
         if not args.max_bytes > 0:
             raise PWLError(f"--max-bytes {args.max_bytes} must be a positive number of bytes", "e.g. --max-bytes 2e6")
-        table = load(args.arch)
+        params = load_params(args.params)
+        table = load(params.profile, args.arch, params.seed)
         best = choose(table, args.max_bytes)
     except PWLError as e:
         print(f"error: {e}", file=sys.stderr)

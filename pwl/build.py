@@ -31,18 +31,18 @@ def freeze(model: nn.Module) -> nn.Module:
     return model
 
 
-def load_trained_mixed(arch: str, arch_cfg, ds, pwl_file: Path | None = None) -> MixedModel:
+def load_trained_mixed(arch: str, arch_cfg, ds, seed, pwl_file: Path | None = None) -> MixedModel:
     mixed = build_mixed(arch_cfg, ds)
-    load_weights(paths.weights(arch, "teacher"), mixed.teacher)
-    load_weights(pwl_file or paths.weights(arch, "pwl"), distilled_parts(mixed))
+    load_weights(paths.weights(arch, "teacher", seed), mixed.teacher)
+    load_weights(pwl_file or paths.weights(arch, "pwl", seed), distilled_parts(mixed))
     return freeze(mixed)
 
 
-def init_student(student: BlockNet, arch: str, arch_cfg) -> None:
+def init_student(student: BlockNet, arch: str, arch_cfg, seed) -> None:
     """A distilled student's starting weights (`distill.init_student`): fresh, the scratch baseline's, or the
     pretrained weights its config names."""
     how = arch_cfg.distill.init_student
     if how == "scratch":
-        load_weights(paths.weights(arch, "student"), student)
+        load_weights(paths.weights(arch, "student", seed), student)
     elif how == "pretrained":
         init_pretrained(student, arch_cfg.student)

@@ -4,7 +4,7 @@ Defaults are the published recipe (METHOD.md), as the paper profiles use it; con
 departs from them explicitly, with its reasons beside each value. Family-specific rules live with each family's
 config (pwl/models), never here."""
 from pathlib import Path
-from typing import Any, Literal, Optional
+from typing import Annotated, Any, Literal, Optional
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -47,10 +47,21 @@ class DataConfig(Section):
         return self
 
 
+AUGMENT_ORDERS = ("crop-flip-rotate", "rotate-flip-crop")  # ours, the authors' (pwl.data.augment)
+
+
 class AugmentConfig(Section):
+    """Defaults: ours. The authors' pipeline (torchvision) rotates first, with nearest-neighbour sampling, and
+    augments the ViT's images after resizing them to 224: `order: rotate-flip-crop`, `rotate_interpolation:
+    nearest`, `at_input_size: true` emulate it (pwl/report/recipe.py)."""
     crop_pad_frac: float = Field(0.125, ge=0, lt=1)  # random crop after reflect padding of size * frac
     flip: bool = True
     rotate_deg: float = Field(15.0, ge=0, le=180)
+    order: Literal[AUGMENT_ORDERS] = "crop-flip-rotate"  # the three ops, applied left to right
+    rotate_interpolation: Literal["bilinear", "nearest"] = "bilinear"
+    # true: a model that resizes its images (the ViT's input_size) gets them resized before augmentation, so crop
+    # padding and rotation act at that size; false: the stored images are augmented, the model resizes after
+    at_input_size: bool = False
 
 
 class OptimConfig(Section):
@@ -66,6 +77,11 @@ class OptimConfig(Section):
     # total gradient norm cap per step, 0 = off (the authors' HF Trainer clips at 1.0). It also bounds the feedback
     # between weights and running BN statistics when mixed passes run the student's BN in eval mode
     clip_grad_norm: float = Field(0.0, ge=0, le=1e6)
+    # LR after warm-up: "cosine" (published) or "linear" (the HF Trainer's default: the authors' ViT fine-tune),
+    # both down to min(lr * min_lr_ratio, min_lr) at the last step
+    schedule: Literal["cosine", "linear"] = "cosine"
+    # no weight decay on biases and normalisation weights (the HF Trainer's rule: the authors' ViT fine-tune)
+    no_decay_norm_bias: bool = False
 
 
 # The published loss (METHOD.md), defined once: LossConfig's defaults, and what the report calls published.
@@ -74,8 +90,8 @@ PUBLISHED_LOSS = {"alpha": 0.4, "temperature": 2.0, "w_sync": 1.0, "w_recon": 1.
 
 
 class LossConfig(Section):
-    """Defaults: the published loss, and the paper profiles' BatchNorm handling (the paper does not say; its
-    code ran BN in train mode, "update", a weakness METHOD.md lists)."""
+    """Defaults: the published loss, and BatchNorm in mixed passes as it is served ("eval"; the paper does not
+    say; the authors' code ran BN in train mode, "update", which the paper profiles emulate)."""
     alpha: float = Field(PUBLISHED_LOSS["alpha"], ge=0, le=1)  # weight of the hard (label) term
     temperature: float = Field(PUBLISHED_LOSS["temperature"], gt=0)
     w_sync: float = Field(PUBLISHED_LOSS["w_sync"], ge=0)
@@ -97,6 +113,9 @@ class DistillConfig(Section):
     # the student config names (`pretrained` / `pretrained_file`, as the paper's ViT student)
     init_student: Literal["random", "scratch", "pretrained"] = "random"
     select_on: Literal["student", "prefix_mean"] = "prefix_mean"  # val score that picks the epoch (pwl.states)
+    # the frozen teacher's BatchNorm while it makes the targets (distillation and kd): "eval" (ours) or "train"
+    # (the authors': batch statistics, running statistics drifting; pwl.teacher_bn says what all-T then is)
+    teacher_bn: Literal["eval", "train"] = "eval"
 
 
 class ArchConfig(Section):
@@ -162,11 +181,11 @@ class LoadsimConfig(Section):
     profiles: list[str]  # which devices `dvc repro` simulates (the dvc.yaml matrix)
     repeats: int = Field(3, ge=1, le=100)  # runs per strategy; medians and spread are reported
     request_batch: int = Field(1, ge=1, le=MAX_BATCH)  # images per request
-    horizon_s: float = Field(2.0, gt=0, le=3600)  # area under accuracy-vs-time over [0, horizon]; scaled below
+    horizon_s: float = Field(0.5, gt=0, le=3600)  # area under accuracy-vs-time over [0, horizon]; scaled below
     horizon_teacher_loads: float = Field(1.5, gt=0, le=100)  # horizon = max(horizon_s, this x teacher-only load time)
     # devices (of those simulated) on which teacher-only and PWL prefix also run over HTTP on loopback (range
     # requests to a local server that delays each request by the latency), beside the file reader
-    http_devices: list[str] = Field(default_factory=lambda: ["lte", "sdcard"])
+    http_devices: list[str] = Field(default_factory=list)
 
     @model_validator(mode="after")
     def _devices(self):
@@ -178,6 +197,9 @@ class LoadsimConfig(Section):
         unknown = [p for p in self.profiles if p not in self.devices]
         if unknown:
             raise ValueError(f"profiles {unknown} are not defined under loadsim.devices ({sorted(self.devices)})")
+        unknown = [p for p in self.http_devices if p not in self.devices]
+        if unknown:
+            raise ValueError(f"http_devices {unknown} are not defined under loadsim.devices ({sorted(self.devices)})")
         return self
 
     def device(self, name: str):
@@ -208,9 +230,14 @@ class EvalConfig(Section):
     batch_size: int = Field(1000, gt=0, le=MAX_BATCH)
 
 
+REPORT_NAME = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"  # a plain folder name under reports/
+
+
 class Params(Section):
-    profile: str = "default"
-    seed: int = Field(0, ge=0, le=SEED_MAX)
+    profile: str = Field("default", pattern=REPORT_NAME)  # the stages' folder, reports/<profile>/
+    name: str = Field("default", pattern=REPORT_NAME)  # this run's report folder, reports/<name>/
+    seed: int = Field(0, ge=0, le=SEED_MAX)  # the data split's seed, and the training replica export/loadsim use
+    seeds: list[Annotated[int, Field(ge=0, le=SEED_MAX)]] = [0]  # training replicas (train/kd/distill/evaluate)
     threads: int = Field(0, ge=0, le=MAX_THREADS)  # 0 = every core
     compute: ComputeConfig = ComputeConfig()
     data: DataConfig = DataConfig()
@@ -219,6 +246,15 @@ class Params(Section):
     arch: dict[str, ArchConfig]
     eval: EvalConfig = EvalConfig()
     loadsim: Optional[LoadsimConfig] = None
+
+    @model_validator(mode="after")
+    def _seeds(self):
+        if not self.seeds or len(set(self.seeds)) != len(self.seeds):
+            raise ValueError(f"seeds {self.seeds} must be a non-empty list without repeats")
+        if self.seed not in self.seeds:
+            raise ValueError(f"seeds {self.seeds} must include seed {self.seed}: its replica is the one exported "
+                             "and load-simulated")
+        return self
 
     @model_validator(mode="after")
     def _archs(self):

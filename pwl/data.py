@@ -52,8 +52,9 @@ def prepare(cfg, seed: int, out_dir: Path, raw_dir: Path) -> dict:
     x_all, y_all = raw["train"]
     tr, va = split_train_val(len(y_all), cfg.val_size, cfg.train_limit, seed)
     x_test, y_test = raw["test"]
-    if cfg.test_limit:
-        x_test, y_test = x_test[:cfg.test_limit], y_test[:cfg.test_limit]
+    if cfg.test_limit:  # a seeded random subset: an imagefolder's test set comes sorted by class
+        keep = torch.randperm(len(y_test), generator=torch.Generator().manual_seed(seed))[:cfg.test_limit].sort().values
+        x_test, y_test = x_test[keep], y_test[keep]
     splits = {"train": (x_all[tr], y_all[tr]), "val": (x_all[va], y_all[va]), "test": (x_test, y_test)}
     splits = {name: (pad_to(x, cfg.image_size).contiguous(), y.contiguous()) for name, (x, y) in splits.items()}
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -173,29 +174,56 @@ class Normalizer:
         return (x - self.mean) / self.std
 
 
-def augment(x: torch.Tensor, cfg) -> torch.Tensor:
-    """Random crop with reflect padding, horizontal flip, rotation: one batched op each, no per-sample Python."""
+def random_crop(x: torch.Tensor, cfg) -> torch.Tensor:
+    """Random crop after reflect padding of size * crop_pad_frac."""
     b, c, h, w = x.shape
     dev = x.device  # on the GPU the random draws stay there too
     p = round(h * cfg.crop_pad_frac)
-    if p:
-        xp = F.pad(x, (p, p, p, p), mode="reflect")
-        oy = torch.randint(0, 2 * p + 1, (b, 1), device=dev)
-        ox = torch.randint(0, 2 * p + 1, (b, 1), device=dev)
-        rows = (oy + torch.arange(h, device=dev))[:, None, :, None].expand(b, c, h, w + 2 * p)
-        x = xp.gather(2, rows)
-        cols = (ox + torch.arange(w, device=dev))[:, None, None, :].expand(b, c, h, w)
-        x = x.gather(3, cols)
-    if cfg.flip:
-        flip = torch.rand(b, device=dev) < 0.5
-        x = torch.where(flip[:, None, None, None], x.flip(3), x)
-    if cfg.rotate_deg:
-        angle = (torch.rand(b, device=dev) * 2 - 1) * math.radians(cfg.rotate_deg)
-        cos, sin, zero = angle.cos(), angle.sin(), torch.zeros(b, device=dev)
-        theta = torch.stack([torch.stack([cos, -sin, zero], 1), torch.stack([sin, cos, zero], 1)], 1)
-        grid = F.affine_grid(theta, list(x.shape), align_corners=False)
-        x = F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+    if not p:
+        return x
+    xp = F.pad(x, (p, p, p, p), mode="reflect")
+    oy = torch.randint(0, 2 * p + 1, (b, 1), device=dev)
+    ox = torch.randint(0, 2 * p + 1, (b, 1), device=dev)
+    rows = (oy + torch.arange(h, device=dev))[:, None, :, None].expand(b, c, h, w + 2 * p)
+    x = xp.gather(2, rows)
+    cols = (ox + torch.arange(w, device=dev))[:, None, None, :].expand(b, c, h, w)
+    return x.gather(3, cols)
+
+
+def random_flip(x: torch.Tensor, cfg) -> torch.Tensor:
+    if not cfg.flip:
+        return x
+    flip = torch.rand(x.shape[0], device=x.device) < 0.5
+    return torch.where(flip[:, None, None, None], x.flip(3), x)
+
+
+def random_rotate(x: torch.Tensor, cfg) -> torch.Tensor:
+    """Rotation by a uniform angle in [-rotate_deg, rotate_deg] about the centre, zeros outside the image."""
+    if not cfg.rotate_deg:
+        return x
+    b, dev = x.shape[0], x.device
+    angle = (torch.rand(b, device=dev) * 2 - 1) * math.radians(cfg.rotate_deg)
+    cos, sin, zero = angle.cos(), angle.sin(), torch.zeros(b, device=dev)
+    theta = torch.stack([torch.stack([cos, -sin, zero], 1), torch.stack([sin, cos, zero], 1)], 1)
+    grid = F.affine_grid(theta, list(x.shape), align_corners=False)
+    return F.grid_sample(x, grid, mode=cfg.rotate_interpolation, padding_mode="zeros", align_corners=False)
+
+
+AUGMENT_OPS = {"crop": random_crop, "flip": random_flip, "rotate": random_rotate}
+
+
+def augment(x: torch.Tensor, cfg) -> torch.Tensor:
+    """Crop, flip and rotation in `cfg.order` (e.g. crop-flip-rotate): one batched op each, no per-sample
+    Python."""
+    for op in cfg.order.split("-"):
+        x = AUGMENT_OPS[op](x, cfg)
     return x
+
+
+def resize(x: torch.Tensor, size: int) -> torch.Tensor:
+    """Bilinear resize to size x size: the ViT's own resize (pwl.models.vit.ViTEmbed), done before
+    augmentation when `augment.at_input_size` asks for it."""
+    return F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False)
 
 
 class Batches:
@@ -203,9 +231,11 @@ class Batches:
     Under DDP every rank walks the same permutation and takes its own 1/world of each global batch, so the
     number of optimiser steps and the samples of each step do not depend on the number of processes."""
 
-    def __init__(self, split: Split, batch_size: int, norm: Normalizer, aug_cfg, compute=None):
+    def __init__(self, split: Split, batch_size: int, norm: Normalizer, aug_cfg, compute=None,
+                 resize_to: int | None = None):
         from .compute import CPU  # at use: pwl.compute imports this module (Split)
         self.split, self.norm, self.aug, self.compute = split, norm, aug_cfg, compute or CPU
+        self.resize_to = resize_to  # resize before augmenting (None: as stored)
         self.batch_size = min(batch_size, len(split.y))
         world = self.compute.world_size
         if self.batch_size % world:
@@ -228,4 +258,6 @@ class Batches:
                 x, y = x.pin_memory(), y.pin_memory()
             x, y = x.to(c.device, non_blocking=True), y.to(c.device, non_blocking=True)
             x = x.float().div_(255)
+            if self.resize_to and x.shape[-1] != self.resize_to:
+                x = resize(x, self.resize_to)
             yield c.batch(self.norm(augment(x, self.aug) if self.aug else x)), y

@@ -79,6 +79,9 @@ def environment() -> dict:
     try:
         rev = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
                              timeout=5).stdout.strip() or None
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", "pwl", "stages",
+                                "conf", "dvc.yaml"], capture_output=True, text=True, timeout=5).stdout.strip()
+        rev = f"{rev}+" if rev and dirty else rev
     except Exception:
         rev = None
     return {"python": sys.version.split()[0], "platform": platform.platform(), "machine": platform.machine(),

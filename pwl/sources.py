@@ -15,7 +15,8 @@ import torch
 
 from .errors import PWLError, warn
 
-SYSTEM_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")  # Debian package dataset-fashion-mnist
+SYSTEM_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
+CIFAR10_JPEGS = Path("data/raw/CIFAR-10-images")  # where scripts/get_cifar10.sh puts the cifar10-cpu profile's data  # Debian package dataset-fashion-mnist
 FASHION_CLASSES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
                    "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"]
 FASHION_FILES = {"train": ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"),
@@ -178,6 +179,8 @@ def _imagefolder_files(root: Path):
            "one folder per class, the same class names in both")
     for split in ("train", "test"):
         if not (root / split).is_dir():
+            if Path(root) == CIFAR10_JPEGS:  # the cifar10-cpu profile's copy: say how to get it
+                fix = "run `bash scripts/get_cifar10.sh` (it clones the CIFAR-10 JPEGs there), or " + fix
             raise PWLError(f"imagefolder: {root / split} is not a directory", fix)
     train, test = _class_files(root / "train"), _class_files(root / "test")
     if not train:

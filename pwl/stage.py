@@ -27,9 +27,10 @@ def write_json(path: Path, obj) -> None:
 
 
 def setup(description: str, with_arch: bool = True, roles: tuple[str, ...] = (),
-          options: dict[str, str] | None = None) -> tuple[Params, argparse.Namespace]:
+          options: dict[str, str] | None = None, replica: bool = False) -> tuple[Params, argparse.Namespace]:
     """Parse the stage's arguments (`options`: more required `--name` -> help), validate params, set threads
-    and the seed."""
+    and the seed. A `replica` stage (train, kd, distill, evaluate) takes `--seed`, one of `seeds`: the params it
+    returns carry that seed, so one training replica is exactly the run with `seed` set to it."""
     parser = argparse.ArgumentParser(description=description)
     if with_arch:
         parser.add_argument("--arch", required=True, help="an entry of params.yaml `arch`")
@@ -37,9 +38,16 @@ def setup(description: str, with_arch: bool = True, roles: tuple[str, ...] = (),
         parser.add_argument("--role", choices=roles, required=True)
     for name, help_text in (options or {}).items():
         parser.add_argument(f"--{name}", required=True, help=help_text)
+    if replica:
+        parser.add_argument("--seed", type=int, required=True, help="the training replica, an entry of `seeds`")
     parser.add_argument("--params", default="params.yaml")
     args = parser.parse_args()
     params = load_params(args.params)
+    if replica:
+        if args.seed not in params.seeds:
+            raise PWLError(f"--seed {args.seed} is not one of seeds {params.seeds}",
+                           "add it to `seeds` in params.yaml (dvc.yaml runs one replica per entry)")
+        params = params.model_copy(update={"seed": args.seed})
     if with_arch:
         params.for_arch(args.arch)
     set_threads(params.threads)

@@ -1,4 +1,4 @@
-"""One training loop for teachers, scratch students and PWL distillation: epochs, cosine LR per step,
+"""One training loop for teachers, scratch students and PWL distillation: epochs, LR per step,
 validation-based selection, and an atomic per-epoch checkpoint that makes an interrupted run resume.
 The same loop runs on the CPU, on one GPU (AMP, channels_last) and data-parallel under torchrun (DDP)."""
 import copy
@@ -28,20 +28,39 @@ def make_optimizer(param_groups: list[dict], cfg) -> torch.optim.Optimizer:
     return torch.optim.AdamW(param_groups, lr=cfg.lr, weight_decay=cfg.weight_decay)
 
 
-def lr_factor(step: int, total: int, warmup: int, min_factor: float) -> float:
-    """Linear warm-up, then cosine from 1 down to min_factor at the last step."""
+def without_decay_on_norm_bias(param_groups: list[dict], module: nn.Module) -> list[dict]:
+    """Each group split in two, the second with weight decay 0: biases and the weights of normalisation layers
+    (the HF Trainer's rule, which the authors' ViT fine-tune ran with). Empty groups are dropped."""
+    norms = (nn.LayerNorm, nn.GroupNorm, nn.modules.batchnorm._NormBase)
+    spared = {id(p) for m in module.modules() if isinstance(m, norms) for p in m.parameters(recurse=False)}
+    spared |= {id(p) for name, p in module.named_parameters() if name.rsplit(".", 1)[-1] == "bias"}
+    groups = []
+    for g in param_groups:
+        params, rest = list(g["params"]), {k: v for k, v in g.items() if k != "params"}
+        groups += [{**rest, "params": [p for p in params if id(p) not in spared]},
+                   {**rest, "params": [p for p in params if id(p) in spared], "weight_decay": 0.0}]
+    return [g for g in groups if g["params"]]
+
+
+def lr_factor(step: int, total: int, warmup: int, min_factor: float, schedule: str = "cosine") -> float:
+    """Linear warm-up, then cosine (or linear) from 1 down to min_factor at the last step. The HF Trainer's
+    linear schedule reaches 0 one step later: the last step's LR, 1/(total - warmup) of the peak, differs."""
     if step < warmup:
         return (step + 1) / warmup
-    t = (step - warmup) / max(1, total - warmup - 1)  # the last optimiser step (total - 1) uses min_factor
-    return min_factor + (1 - min_factor) * 0.5 * (1 + math.cos(math.pi * min(1.0, t)))
+    t = min(1.0, (step - warmup) / max(1, total - warmup - 1))  # the last optimiser step (total - 1): min_factor
+    if schedule == "linear":
+        return min_factor + (1 - min_factor) * (1 - t)
+    return min_factor + (1 - min_factor) * 0.5 * (1 + math.cos(math.pi * t))
 
 
-def cosine_schedule(optimizer: torch.optim.Optimizer, cfg, steps_per_epoch: int):
-    """Per-step LR factor: warm-up over `warmup_epochs`, then cosine down to min(lr * min_lr_ratio, min_lr)."""
+def lr_schedule(optimizer: torch.optim.Optimizer, cfg, steps_per_epoch: int):
+    """Per-step LR factor: warm-up over `warmup_epochs`, then `cfg.schedule` down to
+    min(lr * min_lr_ratio, min_lr)."""
     total = cfg.epochs * steps_per_epoch
     warmup = round(cfg.warmup_epochs * steps_per_epoch)
     min_factor = min(cfg.lr * cfg.min_lr_ratio, cfg.min_lr) / cfg.lr
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, total, warmup, min_factor))
+    return torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda s: lr_factor(s, total, warmup, min_factor, cfg.schedule))
 
 
 def epoch_seed(seed: int, epoch: int, rank: int = 0) -> int:
@@ -88,6 +107,7 @@ class TrainingRun:
     compute: Compute = field(default_factory=lambda: CPU)
     desc: str = "train"  # log prefix, e.g. 'vgg/teacher'
     on_epoch: Callable = lambda rec: None  # every epoch record, on rank 0 (DVCLive)
+    resize_to: int | None = None  # training images resized to this before augmentation (augment.at_input_size)
 
 
 class Objective(nn.Module):
@@ -181,10 +201,11 @@ def fit(trainee: Trainee, run: TrainingRun) -> FitResult:
     lockstep and end with the last weights."""
     model, cfg, compute, desc = trainee.module, run.optim, run.compute, run.desc
     py_rng = trainee.py_rng or random.Random(run.seed)
-    batches = Batches(run.train, cfg.batch_size, run.norm, run.augment, compute)
+    batches = Batches(run.train, cfg.batch_size, run.norm, run.augment, compute, run.resize_to)
     total = cfg.epochs * len(batches)
-    optimizer = make_optimizer(trainee.param_groups, cfg)
-    sched = cosine_schedule(optimizer, cfg, len(batches))
+    groups = trainee.param_groups
+    optimizer = make_optimizer(without_decay_on_norm_bias(groups, model) if cfg.no_decay_norm_bias else groups, cfg)
+    sched = lr_schedule(optimizer, cfg, len(batches))
     scaler = torch.amp.GradScaler(compute.device.type) if compute.needs_grad_scaler else None
     guard = FiniteGuard(optimizer, desc, len(batches), compute.device, check_grads=scaler is None)
     best = FitResult(best_state=copy.deepcopy(model.state_dict()), best_epoch=0, best_score=-math.inf)

@@ -32,7 +32,7 @@ class TrainingStage:
     def start(cls, description: str, roles: tuple[str, ...] = ()) -> tuple["TrainingStage", str | None]:
         """Parse arguments, validate params, seed, load the prepared data, pick the device. Returns the stage
         and its `--role` (None without `roles`)."""
-        params, args = setup(description, roles=roles)
+        params, args = setup(description, roles=roles, replica=True)
         ds = load_prepared(paths.DATA)
         compute = make_compute(params.compute)
         splits = (compute.split(s) for s in (ds.train, ds.val, ds.test))
@@ -47,18 +47,29 @@ class TrainingStage:
         """Train `trainee` with the recipe `optim`. A resume checkpoint is used only if it was written for the
         same `depends_on` (the configs the stage's result depends on), augmentation, seed and data."""
         p = self.params
-        with epoch_logger(paths.live_dir(self.arch, role), self.compute.is_main) as on_epoch:
+        with epoch_logger(paths.live_dir(p.profile, self.arch, role, p.seed), self.compute.is_main) as on_epoch:
             return fit(trainee, TrainingRun(
                 train=self.train, norm=self.norm, optim=optim, augment=p.augment,
-                checkpoint=paths.resume_checkpoint(self.arch, role),
+                checkpoint=paths.resume_checkpoint(self.arch, role, p.seed),
                 fingerprint=fingerprint(*depends_on, p.augment, p.seed, self.ds.manifest["splits"]),
-                seed=p.seed, compute=self.compute, desc=f"{self.arch}/{role}", on_epoch=on_epoch))
+                seed=p.seed, compute=self.compute, desc=f"{self.arch}/{role}", on_epoch=on_epoch,
+                resize_to=self.augment_size(role)))
+
+    def augment_size(self, role: str) -> int | None:
+        """Where `augment.at_input_size` asks for it, the size the trained model resizes its images to (the
+        ViT's `input_size`; the teacher's where both models see the batch, kd and distillation): the batches
+        are resized to it before augmentation. None: augment the images as stored."""
+        model_cfg = self.cfg.student if role == "student" else self.cfg.teacher
+        return getattr(model_cfg, "input_size", None) if self.params.augment.at_input_size else None
 
     def finish(self, role: str, trained: nn.Module, meta: dict, metrics: Callable[[], dict]) -> None:
         """On rank 0: save `trained`'s weights (with `meta` to rebuild it), write `metrics()` with where the stage
         ran and its wall time, and drop the resume checkpoint (the outputs now exist). Other ranks write nothing."""
         if not self.compute.is_main:
             return
-        save_weights(paths.weights(self.arch, role), trained.state_dict(), {"arch": self.arch, "role": role, **meta})
-        write_json(paths.metrics(self.arch, role), {**metrics(), **self.compute.record, "wall_s": elapsed()})
-        training_done(paths.resume_checkpoint(self.arch, role))
+        p = self.params
+        save_weights(paths.weights(self.arch, role, p.seed), trained.state_dict(),
+                     {"arch": self.arch, "role": role, **meta})
+        write_json(paths.metrics(p.profile, self.arch, role, p.seed),
+                   {**metrics(), **self.compute.record, "wall_s": elapsed()})
+        training_done(paths.resume_checkpoint(self.arch, role, p.seed))

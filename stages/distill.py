@@ -9,6 +9,7 @@ from pwl.evaluation import state_accuracies
 from pwl.losses import CROSS_MODES, pwl_loss
 from pwl.stage import main
 from pwl.states import prefix_mean, prefix_order
+from pwl.teacher_bn import target_mixed
 from pwl.train import Trainee
 from pwl.training_stage import TrainingStage
 
@@ -18,11 +19,12 @@ def run():
     cfg, arch, params = stage.cfg, stage.arch, stage.params
     dcfg = cfg.distill
     mixed = build_mixed(cfg, stage.ds)
-    load_weights(paths.weights(arch, "teacher"), mixed.teacher)
+    load_weights(paths.weights(arch, "teacher", params.seed), mixed.teacher)
     freeze(mixed.teacher)
-    init_student(mixed.student, arch, cfg)
+    init_student(mixed.student, arch, cfg, params.seed)
     stage.compute.module(mixed)
     parts = distilled_parts(mixed)
+    targets = target_mixed(mixed, dcfg.teacher_bn)  # `mixed` keeps the trained teacher: validation's all-T
     lr = dcfg.optim.lr
     groups = [{"params": mixed.student.parameters(), "lr": lr},
               {"params": mixed.converters.parameters(), "lr": lr * dcfg.converter_lr_scale}]
@@ -35,15 +37,24 @@ def run():
         return {"score": student if dcfg.select_on == "student" else mean, "student_acc": student,
                 "prefix_mean": mean}
 
-    trainee = Trainee(parts, groups, lambda x, y, progress: pwl_loss(mixed, x, y, dcfg.loss, rng, progress),
+    trainee = Trainee(parts, groups, lambda x, y, progress: pwl_loss(targets, x, y, dcfg.loss, rng, progress),
                       score_fn, py_rng=rng,
                       find_unused_parameters=CROSS_MODES[dcfg.loss.cross_mode].find_unused_parameters)
+
+    def drift():
+        """The teacher as the authors evaluated it: its BN statistics as distillation left them."""
+        if targets is mixed:
+            return {}
+        drifted = targets.teacher.eval()
+        return {"drifted_teacher_val_acc": stage.accuracy(drifted, stage.val),
+                "drifted_teacher_test_acc": stage.accuracy(drifted, stage.test)}
+
     result = stage.fit("pwl", trainee, dcfg.optim, depends_on=(cfg,))
     stage.finish("pwl", parts, {"teacher": cfg.teacher.model_dump(mode="json"),
                                 "student": cfg.student.model_dump(mode="json")}, lambda: {
         "val_score": result.best_score, "select_on": dcfg.select_on, "best_epoch": result.best_epoch,
         "epochs": dcfg.optim.epochs, "resumed_from_epoch": result.resumed_from,
-        "converter_params": sum(p.numel() for p in mixed.converters.parameters())})
+        "converter_params": sum(p.numel() for p in mixed.converters.parameters()), **drift()})
 
 
 if __name__ == "__main__":

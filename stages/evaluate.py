@@ -11,24 +11,24 @@ from pwl.states import TEACHER, all_states, label, lattice_summary, prefix_mean,
 
 
 def run():
-    params, args = setup(__doc__)
+    params, args = setup(__doc__, replica=True)
     cfg = params.for_arch(args.arch)
     ds = load_prepared(paths.DATA)
     norm = Normalizer(ds.manifest["mean"], ds.manifest["std"])
     compute = make_compute(params.compute)  # state_accuracies runs in float32 whatever `compute.amp` says
-    mixed = compute.module(load_trained_mixed(args.arch, cfg, ds))
+    mixed = compute.module(load_trained_mixed(args.arch, cfg, ds, params.seed))
     states = all_states(mixed.num_blocks)
     acc = {split: state_accuracies(mixed, states, compute.split(getattr(ds, split)), norm, params.eval.batch_size,
                                    compute) for split in ("val", "test")}
     table = pd.DataFrame({"state": states, "label": [label(s) for s in states],
                           "teacher_blocks": [s.count(TEACHER) for s in states],
                           "val_acc": [acc["val"][s] for s in states], "test_acc": [acc["test"][s] for s in states]})
-    paths.states_table(args.arch).parent.mkdir(parents=True, exist_ok=True)
-    table.to_csv(paths.states_table(args.arch), index=False, float_format="%.5f")
+    paths.states_table(params.profile, args.arch, params.seed).parent.mkdir(parents=True, exist_ok=True)
+    table.to_csv(paths.states_table(params.profile, args.arch, params.seed), index=False, float_format="%.5f")
     test = acc["test"]
     prefix, suffix = prefix_order(mixed.num_blocks), suffix_order(mixed.num_blocks)
     steps = [test[b] - test[a] for a, b in zip(prefix, prefix[1:])]
-    write_json(paths.metrics(args.arch, "eval"), {
+    write_json(paths.metrics(params.profile, args.arch, "eval", params.seed), {
         "num_blocks": mixed.num_blocks, "all_student_test": test[prefix[0]], "all_teacher_test": test[prefix[-1]],
         "prefix_test": {s: test[s] for s in prefix}, "suffix_test": {s: test[s] for s in suffix},
         # the same score distill selects on (select_on: prefix_mean): the states served before all-T

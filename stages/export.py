@@ -22,9 +22,9 @@ def run():
     params, args = setup(__doc__)
     cfg = params.for_arch(args.arch)
     ds = load_prepared(paths.DATA)
-    mixed = load_trained_mixed(args.arch, cfg, ds)
+    mixed = load_trained_mixed(args.arch, cfg, ds, params.seed)
     n = mixed.num_blocks
-    table = pd.read_csv(paths.states_table(args.arch), dtype={"state": str})
+    table = pd.read_csv(paths.states_table(params.profile, args.arch, params.seed), dtype={"state": str})
     val_acc = {s: float(a) for s, a in zip(table["state"], table["val_acc"])}
     orders = {"prefix": prefix_order(n), "suffix": suffix_order(n),
               "best_val": best_order(val_acc, block_bytes(mixed.teacher))}
@@ -39,8 +39,8 @@ def run():
             devices[name] = {"profile": profile.model_dump(), "block_s": block_seconds(manifest, profile),
                              "order": f"value_{name}"}
         manifest = export_shards(mixed, out, configs, orders, {"val_accuracy": val_acc, "value_orders": devices})
-    bytes_table(out).to_csv(bytes_table_path(args.arch), index=False)
-    write_json(paths.metrics(args.arch, "export"), {
+    bytes_table(out).to_csv(bytes_table_path(params.profile, args.arch), index=False)
+    write_json(paths.arch_metrics(params.profile, args.arch, "export.json"), {
         "orders": orders, "files": {k: v["bytes"] for k, v in manifest["files"].items()}, **machine(),
         "wall_s": elapsed()})
 

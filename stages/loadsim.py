@@ -35,8 +35,8 @@ def run():
         raise PWLError(f"the shard manifest of {args.arch} has no loading order {value!r}",
                        f"export again with this device in loadsim.devices (dvc repro export@{args.arch})")
     ds = load_prepared(paths.DATA)
-    mixed = load_trained_mixed(args.arch, cfg, ds)
-    accuracy = {s: 100 * a for s, a in load_state_accuracy(paths.states_table(args.arch), "test_acc").items()}
+    mixed = load_trained_mixed(args.arch, cfg, ds, params.seed)
+    accuracy = {s: 100 * a for s, a in load_state_accuracy(paths.states_table(params.profile, args.arch, params.seed), "test_acc").items()}
     norm = Normalizer(ds.manifest["mean"], ds.manifest["std"])
     x = norm(ds.test.x[:sim.request_batch])
     teacher_only_load = predicted_timeline(manifest, profile, "teacher_only")[-1]["t"]
@@ -52,7 +52,7 @@ def run():
         metrics, timeline, curves = compare_strategies(mixed, shard_dir, profile, strategies, x, accuracy,
                                                        sim.repeats, horizon)
     cold = cold_launch(shard_dir, profile)  # a fresh python to PWL's first answer: what the interpreter costs
-    out = paths.loadsim_dir(args.arch, args.device)
+    out = paths.loadsim_dir(params.profile, args.arch, args.device)
     out.mkdir(parents=True, exist_ok=True)
     pd.DataFrame(timeline).to_csv(out / "timelines.csv", index=False, float_format="%.6f")
     pd.DataFrame(curves).to_csv(out / "curves.csv", index=False, float_format="%.6f")

@@ -8,7 +8,7 @@ def run():
     params, _ = setup(__doc__, with_arch=False)
     manifest = data.prepare(params.data, params.seed, paths.DATA, paths.RAW)
     counts = {k: v["count"] for k, v in manifest["splits"].items()}
-    write_json(paths.METRICS / "prepare.json", {"dataset": manifest["dataset"], "source": manifest["source"],
+    write_json(paths.prepare_metrics(params.profile), {"dataset": manifest["dataset"], "source": manifest["source"],
                                                 **counts, **machine(), "wall_s": elapsed()})
     print(f"prepared {manifest['dataset']} from {manifest['source']}: {counts}")
 

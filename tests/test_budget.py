@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from pwl import budget
+from pwl.profile import compose
 from pwl.mixing import Converters, MixedModel
 from pwl.models import build_model, parse_model_config
 from pwl.runtime import export_shards, model_configs, teacher_file
@@ -79,14 +80,16 @@ def test_state_bytes_count_the_parts_each_state_runs(shards):
 
 
 def _write_tables(root: Path, shard_dir: Path, arch: str = "vgg") -> pd.DataFrame:
-    metrics = root / "reports" / "metrics" / arch
-    metrics.mkdir(parents=True)
+    """The files `python -m pwl.budget` reads: params.yaml (name, seed), export's bytes, evaluate's states."""
+    compose("smoke", out=root / "params.yaml", conf=REPO / "conf")
+    metrics = root / "reports" / "smoke" / "metrics" / arch
+    (metrics / "s0").mkdir(parents=True)
     nbytes = budget.bytes_table(shard_dir)
     nbytes.to_csv(metrics / "state_bytes.csv", index=False)
     acc = pd.DataFrame({"state": nbytes["state"], "label": nbytes["label"],
                         "val_acc": [0.5 + 0.05 * s.count("T") for s in nbytes["state"]],
                         "test_acc": [0.49 + 0.05 * s.count("T") for s in nbytes["state"]]})
-    acc.to_csv(metrics / "states.csv", index=False)
+    acc.to_csv(metrics / "s0" / "states.csv", index=False)
     return nbytes.merge(acc.drop(columns="label"), on="state")
 
 
@@ -107,9 +110,9 @@ def test_budget_command(shards, tmp_path):
     small = _cli(tmp_path, "--arch", "vgg", "--max-bytes", "10")
     assert small.returncode == 2 and "no state fits in 10 bytes" in small.stderr and "Traceback" not in small.stderr
     missing = _cli(tmp_path, "--arch", "resnet", "--max-bytes", "2e6")
-    assert missing.returncode == 2 and "reports/metrics/resnet/states.csv is missing" in missing.stderr
-    assert "dvc repro evaluate@resnet" in missing.stderr
-    (tmp_path / "reports" / "metrics" / "vgg" / "state_bytes.csv").unlink()
+    assert missing.returncode == 2 and "reports/smoke/metrics/resnet/s0/states.csv is missing" in missing.stderr
+    assert "dvc repro evaluate@resnet-0" in missing.stderr
+    (tmp_path / "reports" / "smoke" / "metrics" / "vgg" / "state_bytes.csv").unlink()
     no_bytes = _cli(tmp_path, "--arch", "vgg", "--max-bytes", "2e6")
     assert no_bytes.returncode == 2 and "dvc repro export@vgg" in no_bytes.stderr
     assert _cli(tmp_path, "--arch", "vgg", "--max-bytes", "-1").returncode == 2

@@ -412,6 +412,15 @@ def _folder(root, tmp_path, name="pf", **kw):
     return prepare(cfg, 0, tmp_path / name, tmp_path / "raw"), tmp_path / name
 
 
+def test_test_limit_takes_a_seeded_subset_of_every_class(image_root, tmp_path):
+    """An imagefolder's test files come sorted by class: the first 3 would all be 'ant'."""
+    manifest, out = _folder(image_root, tmp_path, test_limit=3)
+    ys = load_prepared(out).test.y.tolist()
+    assert len(ys) == 3 and len(set(ys)) > 1 and ys == sorted(ys)
+    again, _ = _folder(image_root, tmp_path, name="again", test_limit=3)
+    assert again["splits"]["test"]["sha256"] == manifest["splits"]["test"]["sha256"]
+
+
 def test_imagefolder_prepare(image_root, tmp_path):
     manifest, out = _folder(image_root, tmp_path)
     ds = load_prepared(out)
@@ -500,5 +509,5 @@ def test_imagefolder_prepare_stage(image_root, tmp_path):
     assert res.returncode == 0, res.stderr
     ds = load_prepared(work / "data" / "prepared")
     assert ds.num_classes == 3 and ds.in_chans == 3 and len(ds.test.y) == 6
-    metrics = json.loads((work / "reports" / "metrics" / "prepare.json").read_text())
+    metrics = json.loads((work / "reports" / "smoke" / "metrics" / "prepare.json").read_text())
     assert metrics["dataset"] == "imagefolder" and metrics["train"] == 15

@@ -114,12 +114,12 @@ def test_torchrun_training_stage_two_processes(tmp_path):
     assert prep.returncode == 0, prep.stderr
     torchrun = Path(sys.executable).parent / "torchrun"
     res = subprocess.run([str(torchrun), "--standalone", "--nproc_per_node=2", str(REPO / "stages/train.py"),
-                          "--arch", "vgg", "--role", "teacher"], cwd=tmp_path, env=env, capture_output=True,
+                          "--arch", "vgg", "--seed", "0", "--role", "teacher"], cwd=tmp_path, env=env, capture_output=True,
                          text=True, timeout=600)
     assert res.returncode == 0, res.stderr[-3000:]
-    metrics = json.loads((tmp_path / "reports/metrics/vgg/teacher.json").read_text())
+    metrics = json.loads((tmp_path / "reports/smoke/metrics/vgg/s0/teacher.json").read_text())
     assert metrics["world_size"] == 2 and 0 <= metrics["test_acc"] <= 1
-    assert (tmp_path / "models/vgg/teacher.safetensors").exists()
+    assert (tmp_path / "models/vgg/s0/teacher.safetensors").exists()
     assert res.stdout.count("[vgg/teacher] epoch 1:") == 1  # one process reports (and writes)
-    live = json.loads((tmp_path / "reports/training/vgg/teacher/metrics.json").read_text())
+    live = json.loads((tmp_path / "reports/smoke/training/vgg/s0/teacher/metrics.json").read_text())
     assert live["step"] == 0  # one epoch logged once: DVCLive's last step index

@@ -7,6 +7,9 @@ And no more code than that: a declared pwl dep the stage never imports would rer
 import ast
 import functools
 import re
+import shutil
+import subprocess
+import sys
 from fnmatch import fnmatch
 from pathlib import Path
 
@@ -28,7 +31,9 @@ def stages() -> dict[str, dict]:
 
 
 def script_of(stage: dict) -> Path:
-    return REPO / next(t for t in stage["cmd"].split() if re.fullmatch(r"stages/\w+\.py", t))
+    """`-m stages.X` -> stages/X.py (run as a module, so the pwl beside it is the one imported)."""
+    module = next(t for t in stage["cmd"].split() if re.fullmatch(r"stages\.\w+", t))
+    return REPO / (module.replace(".", "/") + ".py")
 
 
 def entries(stage: dict, *keys: str) -> list[str]:
@@ -209,7 +214,7 @@ def test_the_checks_see_what_they_should():
     code = CODE["evaluate"]
     assert {"pwl/build.py", "pwl/models/vgg.py", "pwl/states.py", "pwl/data.py"} <= set(code.pwl_files())
     assert not any(f.startswith(("pwl/report", "pwl/runtime")) for f in code.pwl_files())
-    assert {"data/prepared", "models/*/teacher.safetensors", "models/*/pwl.safetensors"} <= code.pipeline_paths()
+    assert {"data/prepared", "models/*/s*/teacher.safetensors", "models/*/s*/pwl.safetensors"} <= code.pipeline_paths()
     assert "pwl/runtime/shards.py" in CODE["export"].pwl_files()
     assert covers("models/${item}/shards", "models/*/shards/manifest.json") and not covers("data/prepared", "models")
     export = STAGES["export"]
@@ -224,3 +229,17 @@ def test_plots_name_no_arch():
     plots = yaml.safe_dump(yaml.safe_load((REPO / "dvc.yaml").read_text())["plots"])
     archs = yaml.safe_load((REPO / "conf" / "config.yaml").read_text())["arch"]
     assert not [a for a in archs if re.search(rf"\b{a}\b", plots)]
+
+
+def test_stages_run_as_modules_so_the_code_beside_them_is_imported(tmp_path):
+    """`python stages/x.py` imports pwl through the editable install, i.e. from the checkout it was installed
+    from: a queued `dvc exp run` (a copy of the repo in .dvc/tmp) would train with the workspace's code being
+    edited, not the queued snapshot's. `python -m stages.x` puts the run's own directory first."""
+    for name, stage in STAGES.items():
+        assert re.search(r"(python|launcher\}) -m stages\.\w+", stage["cmd"]), name
+    shutil.copytree(REPO / "stages", tmp_path / "stages")
+    (tmp_path / "pwl").mkdir()
+    (tmp_path / "pwl" / "__init__.py").write_text("raise SystemExit('the local copy of pwl was imported')\n")
+    res = subprocess.run([sys.executable, "-m", "stages.prepare", "--help"], cwd=tmp_path, capture_output=True,
+                         text=True, timeout=60)
+    assert "the local copy of pwl was imported" in res.stderr

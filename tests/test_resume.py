@@ -13,7 +13,7 @@ from safetensors.torch import load_file
 
 from test_pipeline_e2e import copy_repo, run
 
-STAGE = "train_teacher@vgg"
+STAGE = "train_teacher@vgg-0"
 OVERRIDES = ["data.train_limit=3000", "arch.vgg.train_teacher.epochs=3", "arch.vgg.train_teacher.batch_size=32"]
 
 
@@ -28,7 +28,7 @@ def setup_copy(tmp: Path, env) -> Path:
 
 
 def epochs_done(work: Path) -> int:
-    ck = work / "checkpoints" / "vgg" / "teacher.pt"
+    ck = work / "checkpoints" / "vgg" / "s0" / "teacher.pt"
     if not ck.exists():
         return 0
     import torch
@@ -53,21 +53,21 @@ def test_sigkill_mid_epoch_then_repro_resumes_to_identical_weights(tmp_path):
     deadline = time.time() + 300
     while epochs_done(work) < 1 and time.time() < deadline and proc.poll() is None:
         time.sleep(0.05)
-    epoch1 = json.loads((ref / "reports" / "metrics" / "vgg" / "teacher.json").read_text())
+    epoch1 = json.loads((ref / "reports" / "smoke" / "metrics" / "vgg" / "s0" / "teacher.json").read_text())
     time.sleep(0.3)  # into epoch 2
     assert proc.poll() is None, "training finished before it could be killed; make the run longer"
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
     assert epochs_done(work) == 1
-    assert not (work / "models" / "vgg" / "teacher.safetensors").exists()
+    assert not (work / "models" / "vgg" / "s0" / "teacher.safetensors").exists()
     out = run([sys.executable, "-m", "dvc", "repro", STAGE], work, env).stdout
     assert "resuming after epoch 1" in out
-    metrics = json.loads((work / "reports" / "metrics" / "vgg" / "teacher.json").read_text())
+    metrics = json.loads((work / "reports" / "smoke" / "metrics" / "vgg" / "s0" / "teacher.json").read_text())
     assert metrics["resumed_from_epoch"] == 1
-    a = load_file(str(ref / "models" / "vgg" / "teacher.safetensors"))
-    b = load_file(str(work / "models" / "vgg" / "teacher.safetensors"))
+    a = load_file(str(ref / "models" / "vgg" / "s0" / "teacher.safetensors"))
+    b = load_file(str(work / "models" / "vgg" / "s0" / "teacher.safetensors"))
     assert a.keys() == b.keys() and all((a[k] == b[k]).all() for k in a)
     for key in ("val_acc", "test_acc", "best_epoch"):
         assert metrics[key] == epoch1[key]
     # a finished stage leaves no resume checkpoint behind: `dvc repro -f` retrains instead of replaying it
-    assert not (work / "checkpoints" / "vgg" / "teacher.pt").exists()
+    assert not (work / "checkpoints" / "vgg" / "s0" / "teacher.pt").exists()

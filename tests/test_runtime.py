@@ -684,12 +684,12 @@ def test_loadsim_metrics_feed_the_report(setup, tmp_path, monkeypatch):
     to = metrics["teacher_only"]
     assert to["time_to_teacher_acc_s"] == to["ttfa_s"]  # teacher-only is at teacher accuracy from its first answer
     monkeypatch.chdir(tmp_path)
-    out = paths.loadsim_dir("vgg", "sdcard")
+    out = paths.loadsim_dir("default", "vgg", "sdcard")
     out.mkdir(parents=True)
     (out / "metrics.json").write_text(json.dumps({"horizon_s": 0.5, "strategies": metrics,
                                                   "ttfa_ratio_teacher_over_pwl": 2.0}))
     pd.DataFrame(curves).to_csv(out / "curves.csv", index=False)
-    table, _ = tables.loadsim("vgg", ["sdcard"])
+    table, _ = tables.loadsim("default", "vgg", ["sdcard"])
     params = SimpleNamespace(loadsim=DEVICES.model_copy(update={"profiles": ["sdcard"], "repeats": 2}))
     text = "\n".join(markdown.loadsim_section(params, {"vgg": table}))
     for expected in ("Where the first answer's time goes", "**Stalls.**", "**Overlap.**", "**File against HTTP**",

@@ -1,5 +1,6 @@
 """Bad input at the stage level: each stage stops before work with exit status 2, a message that says what is
 wrong and how to fix it, no traceback, and no output written."""
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -59,44 +60,46 @@ def edited(work: Path, *edits):
 
 CASES = [
     # (id, script, args, params edit or None, expected message part)
-    ("unknown-arch", "train.py", ["--arch", "nope", "--role", "teacher"], None, "unknown arch 'nope'"),
-    ("zero-lr", "train.py", ["--arch", "vgg", "--role", "teacher"], ("arch.vgg.train_teacher.lr", 0),
+    ("unknown-arch", "train.py", ["--arch", "nope", "--seed", "0", "--role", "teacher"], None, "unknown arch 'nope'"),
+    ("seed-not-a-replica", "train.py", ["--arch", "vgg", "--seed", "7", "--role", "teacher"], None,
+     "--seed 7 is not one of seeds [0]"),
+    ("zero-lr", "train.py", ["--arch", "vgg", "--seed", "0", "--role", "teacher"], ("arch.vgg.train_teacher.lr", 0),
      "arch.vgg.train_teacher.lr: Input should be greater than 0"),
-    ("zero-epochs", "train.py", ["--arch", "vgg", "--role", "student"], ("arch.vgg.train_student.epochs", 0),
+    ("zero-epochs", "train.py", ["--arch", "vgg", "--seed", "0", "--role", "student"], ("arch.vgg.train_student.epochs", 0),
      "arch.vgg.train_student.epochs: Input should be greater than 0"),
-    ("unknown-family", "train.py", ["--arch", "vgg", "--role", "teacher"],
+    ("unknown-family", "train.py", ["--arch", "vgg", "--seed", "0", "--role", "teacher"],
      ("arch.vgg.teacher", {"family": "mlp"}), "unknown architecture family 'mlp'"),
-    ("student-wider", "distill.py", ["--arch", "vgg"],
+    ("student-wider", "distill.py", ["--arch", "vgg", "--seed", "0"],
      ("arch.vgg.student.widths", [64, 8, 16, 16, 16]), "student is wider than the teacher at block(s) [1]"),
-    ("block-mismatch", "distill.py", ["--arch", "resnet"],
+    ("block-mismatch", "distill.py", ["--arch", "resnet", "--seed", "0"],
      ("arch.resnet.student.depths", [1, 1, 1]), "widths has 4 entries but depths has 3"),
-    ("alpha-range", "distill.py", ["--arch", "vgg"], ("arch.vgg.distill.loss.alpha", 1.5),
+    ("alpha-range", "distill.py", ["--arch", "vgg", "--seed", "0"], ("arch.vgg.distill.loss.alpha", 1.5),
      "Input should be less than or equal to 1"),
-    ("bad-cross-mode", "distill.py", ["--arch", "vgg"], ("arch.vgg.distill.loss.cross_mode", "every"),
+    ("bad-cross-mode", "distill.py", ["--arch", "vgg", "--seed", "0"], ("arch.vgg.distill.loss.cross_mode", "every"),
      "cross_mode: Input should be 'random', 'all'"),
-    ("vit-patch-pairing", "train.py", ["--arch", "vit", "--role", "teacher"], ("arch.vit.teacher.patch_size", 4),
+    ("vit-patch-pairing", "train.py", ["--arch", "vit", "--seed", "0", "--role", "teacher"], ("arch.vit.teacher.patch_size", 4),
      "vit teacher and student need the same patch_size"),
-    ("vit-patch-size", "train.py", ["--arch", "vit", "--role", "teacher"],
+    ("vit-patch-size", "train.py", ["--arch", "vit", "--seed", "0", "--role", "teacher"],
      (("arch.vit.teacher.patch_size", 5), ("arch.vit.student.patch_size", 5)),
      "input size 32 is not divisible by patch_size 5"),
     ("unknown-dataset", "prepare.py", [], ("data.dataset", "mnist"), "data.dataset: Input should be"),
     ("zero-bandwidth", "loadsim.py", ["--arch", "vgg", "--device", "sdcard"],
      ("loadsim.devices.sdcard.read_bandwidth", 0), "read_bandwidth"),
     ("unknown-device", "loadsim.py", ["--arch", "vgg", "--device", "floppy"], None, "unknown device profile 'floppy'"),
-    ("teacher-missing", "distill.py", ["--arch", "vgg"], None, "checkpoint models/vgg/teacher.safetensors is missing"),
+    ("teacher-missing", "distill.py", ["--arch", "vgg", "--seed", "0"], None, "checkpoint models/vgg/s0/teacher.safetensors is missing"),
     # issue 13: every float finite, bounds where a value becomes a sleep, a size or a count
-    ("inf-w_sync", "distill.py", ["--arch", "vgg"], ("arch.vgg.distill.loss.w_sync", float("inf")),
+    ("inf-w_sync", "distill.py", ["--arch", "vgg", "--seed", "0"], ("arch.vgg.distill.loss.w_sync", float("inf")),
      "arch.vgg.distill.loss.w_sync: Input should be a finite number"),
-    ("inf-lr", "train.py", ["--arch", "vgg", "--role", "teacher"], ("arch.vgg.train_teacher.lr", float("inf")),
+    ("inf-lr", "train.py", ["--arch", "vgg", "--seed", "0", "--role", "teacher"], ("arch.vgg.train_teacher.lr", float("inf")),
      "arch.vgg.train_teacher.lr: Input should be a finite number"),
     ("inf-latency", "loadsim.py", ["--arch", "vgg", "--device", "sdcard"],
      ("loadsim.devices.sdcard.open_latency_s", float("inf")), "open_latency_s: Input should be a finite number"),
     ("huge-latency", "loadsim.py", ["--arch", "vgg", "--device", "sdcard"],
      ("loadsim.devices.sdcard.open_latency_s", 1e9), "open_latency_s: Input should be less than or equal to 10"),
     ("huge-seed", "prepare.py", [], ("seed", 10 ** 20), "seed: Input should be less than or equal to 4294967295"),
-    ("family-list", "train.py", ["--arch", "vgg", "--role", "teacher"], ("arch.vgg.teacher.family", ["vgg"]),
+    ("family-list", "train.py", ["--arch", "vgg", "--seed", "0", "--role", "teacher"], ("arch.vgg.teacher.family", ["vgg"]),
      "unknown architecture family ['vgg']"),
-    ("zero-heads", "train.py", ["--arch", "vit", "--role", "teacher"], ("arch.vit.teacher.heads", 0),
+    ("zero-heads", "train.py", ["--arch", "vit", "--seed", "0", "--role", "teacher"], ("arch.vit.teacher.heads", 0),
      "heads 0: sizes and counts must be integers from 1"),
 ]
 
@@ -112,22 +115,20 @@ def test_bad_input_stops_before_work(workdir, case):
 
 
 def test_corrupt_teacher_checkpoint(workdir, tmp_path):
-    teacher = workdir / "models" / "vgg" / "teacher.safetensors"
+    teacher = workdir / "models" / "vgg" / "s0" / "teacher.safetensors"
     teacher.parent.mkdir(parents=True)
     try:
         teacher.write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00{not a header")
-        res = run_stage(workdir, "distill.py", "--arch", "vgg")
+        res = run_stage(workdir, "distill.py", "--arch", "vgg", "--seed", "0")
         assert res.returncode == 2 and "is corrupt or truncated" in res.stderr, res.stderr
-        assert not (workdir / "models" / "vgg" / "pwl.safetensors").exists()
+        assert not (workdir / "models" / "vgg" / "s0" / "pwl.safetensors").exists()
     finally:
-        teacher.unlink()
-        teacher.parent.rmdir()
-        (workdir / "models").rmdir()
+        shutil.rmtree(workdir / "models")
 
 
 def test_missing_dataset(tmp_path):
     compose("smoke", out=tmp_path / "params.yaml", conf=REPO / "conf")
-    res = run_stage(tmp_path, "train.py", "--arch", "vgg", "--role", "teacher")
+    res = run_stage(tmp_path, "train.py", "--arch", "vgg", "--seed", "0", "--role", "teacher")
     assert res.returncode == 2 and "no prepared dataset" in res.stderr and "dvc repro prepare" in res.stderr
     raw = yaml.safe_load((tmp_path / "params.yaml").read_text())
     raw["data"].update(root=str(tmp_path / "empty"), download=False)
@@ -155,13 +156,13 @@ def _restoring(path: Path):
 def test_non_finite_training_stops_with_nothing_written(workdir):
     """lr 1e38: the second step's loss is NaN (the table's w_sync=inf and cross_mode=random cases: training
     went on with NaN and wrote NaN weights and metrics with exit 0)."""
-    res = run_stage(workdir, "train.py", "--arch", "vgg", "--role", "teacher",
+    res = run_stage(workdir, "train.py", "--arch", "vgg", "--seed", "0", "--role", "teacher",
                     params=edited(workdir, "arch.vgg.train_teacher.lr", 1e38))
     assert res.returncode == 2 and "Traceback" not in res.stderr, res.stderr
     assert "train_teacher@vgg (vgg/teacher): non-finite" in res.stderr and "at epoch 1, step " in res.stderr
     assert "no weights or metrics written" in res.stderr and "how to fix" in res.stderr
     assert not (workdir / "models").exists() and not (workdir / "checkpoints").exists()
-    assert not (workdir / "reports" / "metrics" / "vgg" / "teacher.json").exists()
+    assert not (workdir / "reports" / "smoke" / "metrics" / "vgg" / "s0" / "teacher.json").exists()
 
 
 @pytest.mark.parametrize("damage,needle", [
@@ -171,7 +172,7 @@ def test_non_finite_training_stops_with_nothing_written(workdir):
 def test_damaged_prepared_manifest(workdir, damage, needle):
     with _restoring(workdir / "data" / "prepared" / "manifest.json") as path:
         damage(path)
-        res = run_stage(workdir, "train.py", "--arch", "vgg", "--role", "teacher")
+        res = run_stage(workdir, "train.py", "--arch", "vgg", "--seed", "0", "--role", "teacher")
     assert res.returncode == 2 and "Traceback" not in res.stderr, res.stderr
     assert f"prepared-data manifest {Path('data/prepared/manifest.json')}" in res.stderr and needle in res.stderr
     assert not (workdir / "models").exists()
@@ -214,9 +215,8 @@ def test_damaged_shard_manifest(workdir, edit, needle):
         assert res.returncode == 2 and "Traceback" not in res.stderr, res.stderr
         assert f"shard manifest {Path('models/vgg/shards/manifest.json')} is invalid" in res.stderr
         assert needle in res.stderr and "how to fix" in res.stderr
-        assert not (workdir / "reports" / "loadsim").exists()
+        assert not (workdir / "reports" / "smoke" / "loadsim").exists()
     finally:
-        import shutil
         shutil.rmtree(workdir / "models", ignore_errors=True)
 
 
@@ -238,7 +238,6 @@ def test_profile_validates_before_writing(tmp_path, override, needle):
 
 
 def test_profile_cli_writes_valid_params(tmp_path):
-    import shutil
     shutil.copytree(REPO / "conf", tmp_path / "conf")
     res = subprocess.run([sys.executable, "-m", "pwl.profile", "smoke", "seed=7"], cwd=tmp_path, capture_output=True,
                          text=True, timeout=120)
@@ -250,7 +249,7 @@ def test_every_training_stage_depends_on_threads():
     """threads 1 vs 0 gave other ResNet weights, but no stage depended on it: DVC did not notice."""
     stages = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]
     for name in ("train_teacher", "train_student", "distill", "kd"):
-        assert "threads" in stages[name]["do"]["params"], name
+        assert "threads" in stages[name]["params"], name
 
 
 def test_16bit_and_quirky_imagefolder_prepares_right_pixels_with_warnings(tmp_path):

@@ -27,6 +27,9 @@ class ViTConfig(FamilyConfig):
     input_size: Optional[int] = None  # images are resized to this inside the model (paper: 224); None = as stored
     pretrained: Optional[str] = None  # timm model name to start from, e.g. vit_tiny_patch16_224.augreg_in21k_ft_in1k
     pretrained_file: Optional[str] = None  # local weights (.safetensors/.pth/.bin, timm layout); wins over pretrained
+    # the LayerNorm before the head. false emulates the authors' code, which builds it but never applies it (a bug:
+    # the classifier then reads the raw class token); the model then has no final norm at all
+    final_norm: bool = True
 
     @model_validator(mode="after")
     def _dims(self):
@@ -65,11 +68,11 @@ class ViTEmbed(nn.Module):
 
 
 class ViTHead(nn.Module):
-    """Final LayerNorm, class-token pooling and the linear classifier."""
+    """Final LayerNorm (unless `final_norm` is off), class-token pooling and the linear classifier."""
 
-    def __init__(self, vit: VisionTransformer):
+    def __init__(self, vit: VisionTransformer, final_norm: bool = True):
         super().__init__()
-        self.norm, self.fc = vit.norm, vit.head
+        self.norm, self.fc = vit.norm if final_norm else nn.Identity(), vit.head
 
     def forward(self, x):
         return self.fc(self.norm(x)[:, 0])
@@ -130,7 +133,7 @@ def load_pretrained(net: BlockNet, cfg: ViTConfig) -> str:
                 ours[f"{layers[int(m.group(1))]}.{m.group(2)}"] = v
         elif k.startswith(("patch_embed.", "cls_token", "pos_embed")):
             ours["embed." + k] = v
-        elif k.startswith("norm."):
+        elif k.startswith("norm.") and cfg.final_norm:
             ours["head." + k] = v
     target = net.state_dict()
     if "embed.pos_embed" not in ours or ours["embed.pos_embed"].shape[-1] != cfg.dim:
@@ -167,4 +170,4 @@ def build_vit(cfg: ViTConfig, in_chans: int, num_classes: int, img_size: int) ->
     for depth in cfg.depths:
         blocks.append(nn.Sequential(*layers[start:start + depth]))
         start += depth
-    return BlockNet(ViTEmbed(vit, cfg.input_size), blocks, ViTHead(vit), cfg.block_widths())
+    return BlockNet(ViTEmbed(vit, cfg.input_size), blocks, ViTHead(vit, cfg.final_norm), cfg.block_widths())

@@ -6,7 +6,7 @@ from typing import Optional
 import pandas as pd
 
 from .. import budget, paths
-from ..states import label, prefix_order, suffix_order
+from ..states import STUDENT, label, prefix_order, suffix_order
 
 # What the default profile must show (issue #2): the phenomenon of the paper, per arch.
 MIN_TEACHER_GAP = 1.0  # teacher beats the scratch student by at least this many points
@@ -19,29 +19,32 @@ def read_json(path: Path) -> dict:
     return json.loads(Path(path).read_text())
 
 
-def arch_results(arch: str) -> dict:
-    return {role: read_json(paths.metrics(arch, role)) for role in ("teacher", "student", "pwl", "eval")}
+def arch_results(name: str, arch: str, seed) -> dict:
+    return {role: read_json(paths.metrics(name, arch, role, seed)) for role in ("teacher", "student", "pwl", "eval")}
 
 
-def summary(archs: list[str]) -> pd.DataFrame:
-    """One row per arch: the three criteria of the default profile, in test accuracy points."""
+def summary(name: str, archs: list[str], seed) -> pd.DataFrame:
+    """One row per arch for one training replica: the three criteria of the default profile, in test
+    accuracy points."""
     rows = []
     for arch in archs:
-        r = arch_results(arch)
+        r = arch_results(name, arch, seed)
         t, s, ev = 100 * r["teacher"]["test_acc"], 100 * r["student"]["test_acc"], r["eval"]
         all_s, all_t, dip = 100 * ev["all_student_test"], 100 * ev["all_teacher_test"], 100 * ev["prefix_worst_dip"]
-        kd = 100 * read_json(paths.metrics(arch, "kd"))["test_acc"] if paths.metrics(arch, "kd").exists() else None
+        kd_file = paths.metrics(name, arch, "kd", seed)
+        kd = 100 * read_json(kd_file)["test_acc"] if kd_file.exists() else None
         rows.append({"arch": arch, "teacher": t, "scratch_student": s, "teacher_gap": t - s, "kd_student": kd,
                      "pwl_all_S": all_s, "pwl_vs_scratch": all_s - s,
                      "pwl_vs_kd": None if kd is None else all_s - kd, "pwl_all_T": all_t,
                      "prefix_worst_dip": dip, "prefix_mean": 100 * ev["prefix_mean"]["test"],
+                     "distill_s_per_epoch": r["pwl"]["wall_s"] / r["pwl"]["epochs"],
                      "gap_ok": t - s >= MIN_TEACHER_GAP, "student_ok": all_s - s >= -MAX_STUDENT_DEFICIT,
                      "prefix_ok": dip >= -MAX_PREFIX_DIP})
     return pd.DataFrame(rows)
 
 
-def states(arch: str) -> pd.DataFrame:
-    df = pd.read_csv(paths.states_table(arch), dtype={"state": str})
+def states(name: str, arch: str, seed) -> pd.DataFrame:
+    df = pd.read_csv(paths.states_table(name, arch, seed), dtype={"state": str})
     df[["val_acc", "test_acc"]] *= 100
     return df
 
@@ -55,26 +58,31 @@ def orders(states_df: pd.DataFrame) -> pd.DataFrame:
                          "suffix_state": suffix_order(n), "suffix_test_acc": df.loc[suffix_order(n), "test_acc"].values})
 
 
-def wall_times(archs: list[str], devices: list[str] = ()) -> pd.DataFrame:
+REPLICA_STAGES = (("teacher", "train_teacher"), ("student", "train_student"), ("kd", "kd"), ("pwl", "distill"),
+                  ("eval", "evaluate"))
+
+
+def wall_times(name: str, archs: list[str], seeds: list[int], devices: list[str] = ()) -> pd.DataFrame:
     """Each stage's own wall time (process start to end, imports included) and where it ran, as the stage
-    recorded it (training stages: device and number of DDP processes)."""
-    rows = [{"stage": "prepare", "wall_s": read_json(paths.METRICS / "prepare.json")["wall_s"], "ran_on": "cpu"}]
+    recorded it (training stages: device and number of DDP processes); stage names as dvc.yaml makes them."""
+    rows = [{"stage": "prepare", "wall_s": read_json(paths.prepare_metrics(name))["wall_s"], "ran_on": "cpu"}]
     for arch in archs:
-        for role, stage in (("teacher", "train_teacher"), ("student", "train_student"), ("kd", "kd"),
-                            ("pwl", "distill"), ("eval", "evaluate"), ("export", "export")):
-            if paths.metrics(arch, role).exists():
-                m = read_json(paths.metrics(arch, role))
+        files = [(f"{stage}@{arch}-{seed}", paths.metrics(name, arch, role, seed))
+                 for seed in seeds for role, stage in REPLICA_STAGES]
+        for stage, f in files + [(f"export@{arch}", paths.arch_metrics(name, arch, "export.json"))]:
+            if f.exists():
+                m = read_json(f)
                 where = m.get("device", "cpu") + (f" x{m['world_size']}" if m.get("world_size", 1) > 1 else "")
-                rows.append({"stage": f"{stage}@{arch}", "wall_s": m["wall_s"], "ran_on": where})
+                rows.append({"stage": stage, "wall_s": m["wall_s"], "ran_on": where})
         for dev in devices:
-            m = read_json(paths.loadsim_dir(arch, dev) / "metrics.json")
+            m = read_json(paths.loadsim_dir(name, arch, dev) / "metrics.json")
             rows.append({"stage": f"loadsim@{arch}-{dev}", "wall_s": m["wall_s"], "ran_on": f"cpu ({dev} profile)"})
     return pd.DataFrame(rows)
 
 
-def curve(arch: str, role: str, metric: str = "val/score") -> pd.DataFrame:
+def curve(name: str, arch: str, role: str, seed, metric: str = "val/score") -> pd.DataFrame:
     """A DVCLive per-epoch series (step 0 = epoch 1)."""
-    tsv = paths.live_dir(arch, role) / "plots" / "metrics" / f"{metric}.tsv"
+    tsv = paths.live_dir(name, arch, role, seed) / "plots" / "metrics" / f"{metric}.tsv"
     return pd.read_csv(tsv, sep="\t")
 
 
@@ -151,15 +159,19 @@ def label_table(states_df: pd.DataFrame, reference_csv: Optional[Path] = None,
     by_label = ours.groupby(ours.index.map(label))
     cols = paper_columns(reference_csv, family) if reference_csv is not None and family else None
     paper = {ds: paper_states(reference_csv, col) for ds, col in (cols or {}).items()}
+    all_s = ours[STUDENT * len(ours.index[0])]
     rows = []
     for lab in LABELS:
+        mean = by_label.mean().get(lab)
         row = {"label": lab, "states": int(by_label.size().get(lab, 0)),
-               "min": by_label.min().get(lab), "mean": by_label.mean().get(lab)}
-        for ds, acc in paper.items():
+               "min": by_label.min().get(lab), "mean": mean, "mean_vs_all_S": None if mean is None else mean - all_s}
+        for ds, acc in paper.items():  # drops comparable across datasets; absolute values are not
             sel = acc[acc.index.map(label) == lab]
+            paper_all_s = acc[STUDENT * len(acc.index[0])]
             row[f"paper_{ds}_states"] = len(sel)
             row[f"paper_{ds}_min"] = sel.min() if len(sel) else None
             row[f"paper_{ds}_mean"] = sel.mean() if len(sel) else None
+            row[f"paper_{ds}_mean_vs_all_S"] = sel.mean() - paper_all_s if len(sel) else None
         rows.append(row)
     return pd.DataFrame(rows)
 
@@ -172,41 +184,41 @@ def lattice(arch: str, states_df: pd.DataFrame, reference_csv: Path, family: str
     return rows
 
 
-def pareto(arch: str) -> tuple[pd.DataFrame, pd.DataFrame]:
+def pareto(name: str, arch: str, seed) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Every state with its weight bytes and accuracies (%), and the (bytes, test accuracy) Pareto front."""
-    table = budget.load(arch)
+    table = budget.load(name, arch, seed)
     table[["val_acc", "test_acc"]] *= 100
     return table, budget.pareto_front(table, "bytes", "test_acc")
 
 
-def loadsim(arch: str, devices: list[str]) -> tuple[pd.DataFrame, dict]:
+def loadsim(name: str, arch: str, devices: list[str]) -> tuple[pd.DataFrame, dict]:
     """Per device and strategy: medians [min-max] of the load-time metrics, the physical limit of the first
     answer, the modelled times, and (columns starting with `_`, for the text) the breakdown of the first answer."""
     rows, curves = [], {}
     for dev in devices:
-        d = paths.loadsim_dir(arch, dev)
+        d = paths.loadsim_dir(name, arch, dev)
         m = read_json(d / "metrics.json")
         curves[dev] = pd.read_csv(d / "curves.csv")
-        for name, s in m["strategies"].items():
+        for strategy, s in m["strategies"].items():
             def ms(key):
                 v = s[key]
                 return None if v["median"] is None else f"{1e3 * v['median']:.1f} [{1e3 * v['min']:.1f}-{1e3 * v['max']:.1f}]"
             loaded = s["model_error_loaded"] is not None
             err = s["model_error_loaded"] if loaded else s["model_error_ttfa"]
             model_s = s["model_teacher_loaded_s"] if loaded else s["model_ttfa_s"]
-            rows.append({"device": dev, "strategy": name, "TTFA ms": ms("ttfa_s"),
+            rows.append({"device": dev, "strategy": strategy, "TTFA ms": ms("ttfa_s"),
                          "limit ms": 1e3 * s["ttfa_limit_s"], "TTFA / limit": s["ttfa_over_limit"],
                          "to teacher acc ms": ms("time_to_teacher_acc_s") or "never",
                          "mean acc over horizon": s["mean_acc_over_horizon"]["median"],
                          "model mean acc": s.get("model_mean_acc_over_horizon"),
                          "horizon ms": 1e3 * m["horizon_s"],
-                         "TTFA ratio (teacher/PWL)": f"{m['ttfa_ratio_teacher_over_pwl']:.2f}" if name == "pwl_prefix" else "",
+                         "TTFA ratio (teacher/PWL)": f"{m['ttfa_ratio_teacher_over_pwl']:.2f}" if strategy == "pwl_prefix" else "",
                          "model ms": 1e3 * model_s, "measured vs model": "" if err is None else f"{100 * err:+.0f}%",
                          "model_err": err, "_spread": spread_ratio(s), "_ttfa_ms": 1e3 * s["ttfa_s"]["median"],
                          **{f"_{k}": 1e3 * v for k, v in s["first_answer_breakdown_s"].items()},
                          "_floor_ms": 1e3 * s["floor_ttfa_s"],
                          **({f"_cold_{k[:-2]}_ms": 1e3 * v for k, v in m["cold_launch"].items()}
-                            if name == "pwl_prefix" and "cold_launch" in m else {}),
+                            if strategy == "pwl_prefix" and "cold_launch" in m else {}),
                          "_read_ahead_ms": None if s["read_ahead_s"]["min"] is None else 1e3 * s["read_ahead_s"]["min"],
                          "_request_delay_ms": 1e3 * s["max_request_delay_s"]["max"],
                          "_max_build_ms": 1e3 * max((v for k, v in s["build_s"].items() if k.startswith("teacher_")),
@@ -227,7 +239,8 @@ def key_metrics(summary: pd.DataFrame, loadsim: dict, lattices: Optional[dict] =
         out[row.arch] = {"teacher": round(row.teacher, 2), "student": round(row.scratch_student, 2),
                          **({} if pd.isna(row.kd_student) else {"kd": round(row.kd_student, 2)}),
                          "pwl_all_S": round(row.pwl_all_S, 2), "prefix_mean": round(row.prefix_mean, 2),
-                         "prefix_dip": round(row.prefix_worst_dip, 2)}
+                         "prefix_dip": round(row.prefix_worst_dip, 2),
+                         "distill_s_per_epoch": round(row.distill_s_per_epoch, 1)}
         lat = (lattices or {}).get(row.arch)
         if lat:
             out[row.arch]["worst_state"] = round(lat["worst"], 2)
