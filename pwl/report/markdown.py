@@ -295,7 +295,7 @@ def loadsim_section(params, loadsim: dict) -> list[str]:
         out += strategy_gains(table)
         out += first_answer_breakdown(table)
         rows.append(table.assign(arch=arch))
-    allrows = pd.concat(rows)
+    allrows = pd.concat(rows, ignore_index=True)
     out += loadsim_checks(allrows)
     out.append("")
     return out
