@@ -30,8 +30,9 @@ from pwl.runtime.http import HttpReader, serve
 from pwl.report import markdown, tables
 from pwl.runtime.measure import FIRST_ANSWER_STEPS, compare_strategies, read_ahead
 from pwl.runtime.pack import PACK_FILE, block_parts, pack_index, step_parts, teacher_part
-from pwl.runtime.progressive import FIRST_ANSWER_WAIT_S
+from pwl.runtime.progressive import FIRST_ANSWER_WAIT_S, manifest_factory
 from pwl.runtime.shards import CONVERTERS_FILE, MANIFEST, STUDENT_FILE
+from pwl.runtime.turns import TurnLock
 from pwl.states import all_states, best_order, changed_block, prefix_order
 
 # the devices the pipeline simulates: the params' own (conf/config.yaml), validated as the stages validate them
@@ -571,6 +572,68 @@ def test_reading_overlaps_building(setup):
     assert read_ahead(model.timeline) > 0
 
 
+def test_turn_lock_excludes_and_hands_over_in_order():
+    """Serving in a tight loop cannot starve the loader: once the loader asks, at most one more serving turn
+    runs before its own; and never two holders at once."""
+    lock, holders, clashes, served, waited = TurnLock(), [], [], [0], []
+    stop = threading.Event()
+
+    def turn(name):
+        holders.append(name)
+        if len(holders) > 1:
+            clashes.append(list(holders))
+        time.sleep(0.0005)
+        holders.remove(name)
+
+    def serve():
+        while not stop.is_set():
+            with lock:
+                turn("serve")
+                served[0] += 1
+
+    server = threading.Thread(target=serve)
+    server.start()
+    try:
+        for _ in range(20):
+            time.sleep(0.002)
+            before = served[0]
+            with lock:
+                waited.append(served[0] - before)
+                turn("load")
+    finally:
+        stop.set()
+        server.join()
+    assert not clashes and max(waited) <= 1 and served[0] > 20, (clashes, waited)
+
+
+def test_loader_takes_one_turn_per_step(setup):
+    """The teacher skeleton, then each step built and swapped in: one turn each, beside which no request runs."""
+    model = ProgressiveModel(setup["dir"], FAST, PREFIX, first_answer_wait_s=0).start()
+    assert model.wait(10) and model.error is None
+    assert len(model.loader_turns) == 1 + (len(PREFIX) - 1) and all(t > 0 for t in model.loader_turns)
+
+
+def test_the_first_skeleton_is_built_while_the_weights_arrive(setup):
+    """The student's skeleton needs only the header: it is built while the student's bytes are still coming
+    (a skeleton as slow as the student's bytes: overlapped, the request takes header + ~1x; one after the
+    other it would take header + 2x)."""
+    index = pack_index(setup["dir"])
+    take = 0.3
+    dev = DeviceProfile(name="slow", read_bandwidth=index.part_bytes("student") / take, open_latency_s=0.0, threads=1)
+    build = manifest_factory(index.meta)
+
+    def slow(role):
+        time.sleep(take)
+        return build(role)
+
+    model = ProgressiveModel(setup["dir"], dev, None, factory=slow).start()
+    read = next(e for e in model.timeline if e["event"] == "read")
+    header = setup["manifest"]["pack"]["header_bytes"] / dev.read_bandwidth
+    assert read["skeleton_s"] >= take and read["read_s"] < header + 1.5 * take, (read, header)
+    logits, state = model.predict(setup["x"])
+    assert state == "S" * N and torch.equal(logits, setup["refs"][state])
+
+
 def test_no_garbage_collection_inside_a_timed_run(setup):
     """Cyclic garbage made on every event would trigger collections between launch and teacher_complete; none
     runs there (counted by gc.callbacks), and collection is back on after the run."""
@@ -622,11 +685,31 @@ def test_http_ranges_return_the_file_readers_bytes(setup):
         for offset, n in [(0, 8), (100, 5000), (size - 10, 10), (0, size), (size - 5, 50)]:
             with reader.open(path) as f, PlainReader().open(path) as g:
                 assert f.read_at(offset, n) == g.read_at(offset, n) == blob[offset:offset + n]
-        with reader.open(path) as f:  # one request reads on, through a gap
+        with reader.open(path) as f:  # no latency: a gap is never worth reading through, a new request skips it
             assert f.read_at(0, 8) == blob[:8] and f.read_at(1000, 100) == blob[1000:1100]
-        assert reader.files_read == 6 and reader.log[-1]["bytes"] == 1100
+        assert reader.files_read == 6 and reader.log[-1]["bytes"] == 108
+        slow = HttpReader(url, 1e6, latency_s=0.01)  # a new request costs 10 ms = 10 kB: read through 992 B
+        with slow.open(path) as f:
+            assert f.read_at(0, 8) == blob[:8] and f.read_at(1000, 100) == blob[1000:1100]
+            assert f.read_at(size - 10, 10) == blob[-10:]  # a gap over 10 kB: a new request
+        assert slow.log[-1]["bytes"] == 1110
         with pytest.raises(PWLError, match="HTTP 404"), HttpReader(url, 1e9).open(setup["dir"] / "nothing") as f:
             f.read_at(0, 8)
+
+
+def test_http_pays_the_latency_and_then_every_byte(setup):
+    """The server's latency is a wait, not banked bandwidth: a request takes latency + bytes / bandwidth, as
+    the file reader's does (the bucket is drained at the first byte)."""
+    path = setup["dir"] / PACK_FILE
+    size = path.stat().st_size
+    for latency in (0.0, 0.05):
+        with serve(setup["dir"], latency_s=latency) as url:
+            reader = HttpReader(url, FAST.read_bandwidth, latency_s=latency)
+            t = time.perf_counter()
+            with reader.open(path) as f:
+                f.read_at(0, size)
+            took = time.perf_counter() - t
+        assert took >= latency + size / FAST.read_bandwidth - 0.005
 
 
 def test_runtime_over_http_serves_the_same_states(setup):
@@ -691,7 +774,7 @@ def test_loadsim_metrics_feed_the_report(setup, tmp_path, monkeypatch):
     pd.DataFrame(curves).to_csv(out / "curves.csv", index=False)
     table, _ = tables.loadsim("default", "vgg", ["sdcard"])
     params = SimpleNamespace(loadsim=DEVICES.model_copy(update={"profiles": ["sdcard"], "repeats": 2}))
-    text = "\n".join(markdown.loadsim_section(params, {"vgg": table}))
+    text = "\n".join(markdown.loadsim_section(params, {"vgg": table, "resnet": table.copy()}))  # rows of 2 archs
     for expected in ("Where the first answer's time goes", "**Stalls.**", "**Overlap.**", "**File against HTTP**",
                      "vgg/sdcard/pwl_prefix_http TTFA", "**Measured against modelled**"):
         assert expected in text

@@ -160,12 +160,18 @@ def load_pretrained(net: BlockNet, cfg: ViTConfig) -> str:
     return source
 
 
+def on_meta() -> bool:
+    """Built under `torch.device("meta")` (the runtime's skeletons, filled from the pack): timm's random init
+    would be wasted work there, about 20 ms per ViT on the path to the first answer."""
+    return torch.empty(0).is_meta
+
+
 @register("vit", ViTConfig, pretrained=load_pretrained)
 def build_vit(cfg: ViTConfig, in_chans: int, num_classes: int, img_size: int) -> BlockNet:
     vit = VisionTransformer(img_size=cfg.input_size or img_size, patch_size=cfg.patch_size, in_chans=in_chans,
                             num_classes=num_classes, embed_dim=cfg.dim, depth=sum(cfg.depths), num_heads=cfg.heads,
                             mlp_ratio=cfg.mlp_ratio, drop_path_rate=cfg.drop_path, class_token=True,
-                            global_pool="token")
+                            global_pool="token", weight_init="skip" if on_meta() else "")
     layers, blocks, start = list(vit.blocks), [], 0
     for depth in cfg.depths:
         blocks.append(nn.Sequential(*layers[start:start + depth]))

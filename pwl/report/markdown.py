@@ -308,16 +308,17 @@ STALL_RATIO = 1.25  # max / median of a timed cell above this is a stall
 
 def first_answer_breakdown(table: pd.DataFrame) -> list[str]:
     """Where the time to the first answer goes, for PWL and teacher-only per device (medians, ms)."""
-    steps = ["read_s", "verify_s", "deserialize_s", "build_s", "forward_s", "other_s"]
+    steps = ["read_s", "skeleton_s", "verify_s", "deserialize_s", "build_s", "forward_s", "other_s"]
     part = table[table["strategy"].isin(["pwl_prefix", "teacher_only"])]
-    rows = [{"device": r["device"], "strategy": r["strategy"], **{k[:-2]: r[f"_{k}"] for k in steps},
+    rows = [{"device": r["device"], "strategy": r["strategy"], **{k[:-2]: r.get(f"_{k}") for k in steps},
              "TTFA": r["_ttfa_ms"], "limit": r["limit ms"], "over limit": r["_ttfa_ms"] - r["limit ms"],
              "unthrottled TTFA": r["_floor_ms"], "cold launch": r.get("_cold_first_answer_ms"),
              "of it imports": r.get("_cold_imports_ms")}
             for _, r in part.iterrows()]
     return ["Where the first answer's time goes (ms, medians; `read` = the first request: latency, header and "
-            "weights at the bandwidth; `verify` = sha256; `deserialize` = tensors from the bytes; `build` = "
-            "skeleton + load_state_dict; `forward` = from the swap to the answer; `other` = the rest: events, "
+            "weights at the bandwidth; `skeleton` = the model built from the header's configs on the meta device, "
+            "*inside* `read` (built while the weights arrive); `verify` = sha256; `deserialize` = tensors from the "
+            "bytes; `build` = the tensors put into the skeleton; `forward` = from the swap to the answer; `other` = the rest: events, "
             "publishing; `unthrottled TTFA` = the same with free reading, the software floor; `cold launch` = "
             "from starting a fresh `python` to PWL's first answer, one run, of which `of it imports` = importing "
             "torch and the runtime: what the interpreter costs next to what PWL saves):", "",
@@ -353,12 +354,14 @@ def loadsim_checks(allrows: pd.DataFrame) -> list[str]:
                    f"in: smallest lead {pwl['_read_ahead_ms'].min():.2f} ms" if (pwl["_read_ahead_ms"] > 0).all() else
                    f"**Overlap.** {(pwl['_read_ahead_ms'] <= 0).sum()} PWL rows had a step read start only after "
                    "the previous swap")
-        over = pwl[pwl["_request_delay_ms"] > pwl["_max_build_ms"]]
-        out[-1] += (f". Longest a request took beyond its warmed compute time while loading ran beside it: "
-                    f"{pwl['_request_delay_ms'].max():.1f} ms; the longest build of a block: "
-                    f"{pwl['_max_build_ms'].max():.1f} ms; {len(over)} of {len(pwl)} rows had a request delayed by "
-                    "more than one block's build time" + (": " + ", ".join(f"{r.arch}/{r.device}/{r.strategy}"
-                                                                          for r in over.itertuples()) if len(over) else "")
+        over = pwl[pwl["_request_delay_ms"] > pwl["_max_turn_ms"]]
+        out[-1] += (f". Building and serving take turns on the interpreter (a request waits for at most one loader "
+                    f"turn: the teacher skeleton, or one block built and swapped in). Longest a request took beyond "
+                    f"its warmed compute time while loading ran: {pwl['_request_delay_ms'].max():.1f} ms; the "
+                    f"loader's longest turn: {pwl['_max_turn_ms'].max():.1f} ms; {len(over)} of {len(pwl)} rows had "
+                    "a request delayed by more than the loader's longest turn (both the largest over the row's runs)"
+                    + (": " + ", ".join(f"{r['arch']}/{r['device']}/{r['strategy']} ({r['_request_delay_ms']:.1f} vs "
+                                        f"{r['_max_turn_ms']:.1f} ms)" for _, r in over.iterrows()) if len(over) else "")
                     + ".")
     out += transport_comparison(allrows)
     held = allrows[allrows["model ms"] >= MODEL_MIN_MS]

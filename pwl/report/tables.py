@@ -221,8 +221,7 @@ def loadsim(name: str, arch: str, devices: list[str]) -> tuple[pd.DataFrame, dic
                             if strategy == "pwl_prefix" and "cold_launch" in m else {}),
                          "_read_ahead_ms": None if s["read_ahead_s"]["min"] is None else 1e3 * s["read_ahead_s"]["min"],
                          "_request_delay_ms": 1e3 * s["max_request_delay_s"]["max"],
-                         "_max_build_ms": 1e3 * max((v for k, v in s["build_s"].items() if k.startswith("teacher_")),
-                                                    default=0.0)})
+                         "_max_turn_ms": 1e3 * s["max_loader_turn_s"]["max"]})
     return pd.DataFrame(rows), curves
 
 

@@ -2,112 +2,79 @@
 model file, and a reader that fetches the pack by byte ranges with the file reader's interface.
 
 Who pays what: the server delays every request by the device's latency (a round trip); the bytes are paid
-for at the device's bandwidth where they arrive, by the reader's token bucket, so requests in flight together
-share the link as they share a disk. A request reads on from where it is (`bytes=<offset>-`); a later read
-further on in the same request reads through the gap, as a stream does; the connection closes with the
-request. A connection that breaks mid-transfer is resumed from the last byte received (a new request, one
-more latency), `retries` times, then the read fails with a PWLError naming the file and the byte.
+for at the device's bandwidth from the response's first byte on, by the reader's token bucket, so requests in
+flight together share the link as they share a disk (the wait for the server banks nothing). A request reads
+on from where it is (`bytes=<offset>-`); a later read further on reads through the gap, as a stream does, when
+that is cheaper than a new request (gap / bandwidth < one latency), else it opens a new request there, as a
+client that knows the file's layout would; the connection closes with the request. A connection that breaks
+mid-transfer is resumed from the last byte received (a new request, one more latency), `retries` times, then
+the read fails with a PWLError naming the file and the byte. The server (pwl.runtime.range_server) runs as its
+own process.
 """
 import http.client
-import re
+import subprocess
 import sys
 import threading
-import time
 from contextlib import contextmanager
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Callable, Iterator, Optional
 from urllib.parse import urlsplit
 
 from ..errors import PWLError
+from . import range_server
+from .range_server import make_server
 from .reader import DeviceRequest, ThrottledReader
 
-SEND_CHUNK = 64 * 1024
 NETWORK_ERRORS = (OSError, http.client.HTTPException)
-
-
-class RangeHandler(BaseHTTPRequestHandler):
-    """GET of a file in the served directory, whole or `Range: bytes=a-[b]` (one range), after the latency."""
-    protocol_version = "HTTP/1.1"
-
-    def do_GET(self):  # noqa: N802  (the name http.server calls)
-        srv = self.server
-        time.sleep(srv.latency_s)
-        name = self.path.lstrip("/")
-        path = srv.directory / name
-        if not re.fullmatch(r"[A-Za-z0-9_][A-Za-z0-9_.-]*", name) or not path.is_file():
-            return self.send_error(404)
-        size = path.stat().st_size
-        m = re.fullmatch(r"bytes=(\d+)-(\d*)", self.headers.get("Range", f"bytes=0-{size - 1}"))
-        start, end = (int(m[1]), min(int(m[2] or size - 1), size - 1)) if m else (size, 0)
-        if start > end:
-            return self.send_error(416)
-        with srv.lock:
-            srv.requests += 1
-            number = srv.requests
-        drop_after = srv.fault(number, start) if srv.fault else None
-        self.send_response(206)
-        self.send_header("Content-Range", f"bytes {start}-{end}/{size}")
-        self.send_header("Content-Length", str(end - start + 1))
-        self.end_headers()
-        with open(path, "rb") as f:
-            f.seek(start)
-            left, sent = end - start + 1, 0
-            try:
-                while left:
-                    chunk = f.read(min(SEND_CHUNK, left))
-                    if drop_after is not None and sent + len(chunk) > drop_after:
-                        self.wfile.write(chunk[:drop_after - sent])
-                        self.close_connection = True
-                        self.connection.shutdown(2)  # drop the connection mid-transfer
-                        return
-                    self.wfile.write(chunk)
-                    left, sent = left - len(chunk), sent + len(chunk)
-            except (BrokenPipeError, ConnectionResetError):  # the client closed its request early
-                self.close_connection = True
-
-    def log_message(self, *args):
-        pass
-
-
-class LoopbackServer(ThreadingHTTPServer):
-    """Quiet about clients that hang up (a dropped or abandoned request is part of the test, not an error)."""
-    daemon_threads = True
-
-    def handle_error(self, request, client_address):
-        if not isinstance(sys.exc_info()[1], ConnectionError):
-            super().handle_error(request, client_address)
 
 
 @contextmanager
 def serve(directory: Path, latency_s: float = 0.0,
           fault: Optional[Callable[[int, int], Optional[int]]] = None) -> Iterator[str]:
-    """Serve `directory` on 127.0.0.1 (a free port) while the block runs; yields the base URL.
-    `fault(request number from 1, start byte)` -> bytes to send before dropping the connection, or None."""
-    server = LoopbackServer(("127.0.0.1", 0), RangeHandler)
-    server.directory, server.latency_s, server.fault = Path(directory), latency_s, fault
-    server.lock, server.requests = threading.Lock(), 0
-    thread = threading.Thread(target=server.serve_forever, name="pwl-http", daemon=True)
-    thread.start()
+    """Serve `directory` on 127.0.0.1 (a free port) while the block runs; yields the base URL. The server is
+    its own process (pwl.runtime.range_server); with `fault(request number from 1, start byte)` -> bytes to
+    send before dropping the connection, or None, it runs on a thread here instead (tests)."""
+    if fault is not None:
+        server = make_server(directory, latency_s, fault)
+        thread = threading.Thread(target=server.serve_forever, name="pwl-http", daemon=True)
+        thread.start()
+        try:
+            yield f"http://127.0.0.1:{server.server_address[1]}"
+        finally:
+            server.shutdown()
+            server.server_close()
+        return
+    # -I: the script's folder must not shadow the standard library (this package has an `http` module)
+    proc = subprocess.Popen([sys.executable, "-I", range_server.__file__, str(directory), repr(latency_s)],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
+        port = proc.stdout.readline().strip()
+        if not port.isdigit():
+            raise PWLError(f"the HTTP server for {directory} did not start (exit code {proc.poll()})",
+                           "check that 127.0.0.1 accepts connections on a free port")
+        yield f"http://127.0.0.1:{port}"
     finally:
-        server.shutdown()
-        server.server_close()
+        proc.stdin.close()
+        try:
+            proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            proc.kill()
 
 
 class HttpReader(ThrottledReader):
     """Fetches files from `base_url` (a `serve`d directory) by range requests, throttled to `bandwidth`; the
     latency is the server's. `open(path)` names the file by `path`'s name."""
 
-    def __init__(self, base_url: str, bandwidth: float, retries: int = 2, timeout_s: float = 10.0, **kw):
+    def __init__(self, base_url: str, bandwidth: float, retries: int = 2, timeout_s: float = 10.0,
+                 latency_s: float = 0.0, **kw):
         super().__init__(bandwidth, 0.0, **kw)
         url = urlsplit(base_url)
         self.host, self.port, self.retries, self.timeout_s = url.hostname, url.port, retries, timeout_s
+        self.gap_bytes = latency_s * bandwidth  # read through a gap up to this, else a new request is cheaper
 
     @classmethod
     def from_profile(cls, profile, base_url: str = "", **kw) -> "HttpReader":
-        return cls(base_url, profile.read_bandwidth, **kw)
+        return cls(base_url, profile.read_bandwidth, latency_s=profile.open_latency_s, **kw)
 
     def open(self, path: Path) -> "HttpFile":
         return HttpFile(self, Path(path).name)
@@ -135,6 +102,7 @@ class HttpFile(DeviceRequest):
             raise PWLError(f"{self.path} answered HTTP {status} to a range request from byte {offset}",
                            "serve the export directory with pwl.runtime.http.serve (range requests)")
         self._pos = offset
+        self.first_byte()
 
     def _drop(self) -> None:
         if self._conn is not None:
@@ -147,7 +115,7 @@ class HttpFile(DeviceRequest):
         view = memoryview(buf)
         while got < size:
             try:
-                if self._resp is None or self._pos > offset + got:
+                if self._resp is None or not 0 <= offset + got - self._pos <= self.reader.gap_bytes:
                     self._request(offset + got)
                 while self._pos < offset + got:  # read through a gap: the bytes pass the link all the same
                     skip = self._resp.read(min(self.reader.chunk_size, offset + got - self._pos))

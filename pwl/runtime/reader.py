@@ -99,6 +99,14 @@ class DeviceRequest:
         if alone:
             reader.bucket.drain()
 
+    def first_byte(self) -> None:
+        """The bytes start to flow now (a server's latency is over): the wait before must not bank bandwidth."""
+        r = self.reader
+        with r._lock:
+            alone = r._active == 1
+        if alone:
+            r.bucket.drain()
+
     def arrived(self, n: int) -> None:
         """`n` more bytes came in: pay for them at the device's rate."""
         r = self.reader

@@ -18,7 +18,7 @@ import torch
 
 from ..errors import PWLError
 from ..states import STUDENT, TEACHER, changed_block
-from .progressive import ParallelModel, ProgressiveModel, TeacherOnlyModel
+from .progressive import OVERLAP_MIN_S, ParallelModel, ProgressiveModel, TeacherOnlyModel
 from .pack import block_parts, step_parts, teacher_part
 
 STRATEGIES = ("teacher_only", "student_only", "pwl", "parallel")
@@ -92,7 +92,7 @@ def run_requests(shard_dir: Path, profile, strategy: str, x: torch.Tensor, order
         finally:
             runtime.stop()
     return {"strategy": strategy, "profile": profile.model_dump(), "order": order,
-            "timeline": list(runtime.timeline), "requests": requests,
+            "timeline": list(runtime.timeline), "requests": requests, "loader_turns": list(runtime.loader_turns),
             "error": str(runtime.error) if runtime.error else None}
 
 
@@ -137,8 +137,10 @@ def predicted_timeline(manifest: dict, profile, strategy: str, order: Optional[l
     first = TEACHER * n if strategy == "teacher_only" else STUDENT * n
     first_parts = [teacher_part(i) for i in range(1, n + 1)] if strategy == "teacher_only" else ["student"]
     nbytes = header + sum(parts[p] for p in first_parts)
-    t = lat + nbytes / bw + build.get("first_read", 0.0) + build.get("teacher" if strategy == "teacher_only"
-                                                                     else "student", 0.0)
+    # the first skeleton is built while the weights after the header arrive (if they take long enough)
+    weights_s, skeleton = (nbytes - header) / bw, build.get("first_skeleton", 0.0)
+    read = max(nbytes / bw, header / bw + skeleton) if weights_s >= OVERLAP_MIN_S else nbytes / bw + skeleton
+    t = lat + read + build.get("first_read", 0.0) + build.get("teacher" if strategy == "teacher_only" else "student", 0.0)
     ev("teacher_complete" if strategy == "teacher_only" else "student_ready", first, t)
     t_fa = t + build.get("first_answer", req.get(first, 0.0))
     ev("first_answer", first, t_fa)
@@ -259,14 +261,16 @@ def measure_build_s(runs: list[dict]) -> dict[str, float]:
 
 def step_costs(timeline: list[dict]) -> dict[str, float]:
     """The software seconds of one run (with free reading) that the analytical model adds to reading:
-    'first_read' (the first request's own cost: header, copies), 'student' or 'teacher' (from its bytes in to
+    'first_skeleton' (built during the first request), 'first_read' (the rest of the first request's own
+    cost: header, thread, copies), 'student' or 'teacher' (from its bytes in to
     the swap: verify, deserialize, build, publish), 'first_answer' (from the swap to the answer), 'skeleton'
     (the teacher skeleton, from the loader's first request), 'verify' (per step, on the reader) and
     'teacher_<i>' (from block i's verified bytes in, or the builder free, to its swap)."""
     reads = [e for e in timeline if e["event"] == "read"]
     ready = next(e for e in timeline if e["event"] in ("student_ready", "teacher_complete") and "build_s" in e)
     first = "teacher" if ready["event"] == "teacher_complete" else "student"
-    out = {"first_read": reads[0]["read_s"], first: ready["t"] - reads[0]["t"],
+    skeleton = reads[0].get("skeleton_s", 0.0)
+    out = {"first_skeleton": skeleton, "first_read": max(0.0, reads[0]["read_s"] - skeleton), first: ready["t"] - reads[0]["t"],
            "first_answer": time_to_first_answer(timeline) - ready["t"]}
     skel = next((e["t"] for e in timeline if e["event"] == "skeleton_built"), None)
     if skel is None:
