@@ -607,10 +607,18 @@ def test_turn_lock_excludes_and_hands_over_in_order():
 
 
 def test_loader_takes_one_turn_per_step(setup):
-    """The teacher skeleton, then each step built and swapped in: one turn each, beside which no request runs."""
-    model = ProgressiveModel(setup["dir"], FAST, PREFIX, first_answer_wait_s=0).start()
-    assert model.wait(10) and model.error is None
-    assert len(model.loader_turns) == 1 + (len(PREFIX) - 1) and all(t > 0 for t in model.loader_turns)
+    """Each step built and swapped in is one turn of the loader, beside which no request runs. The teacher's
+    skeleton is built during the first request on slow storage (the student's bytes take long enough), else
+    it is the loader's first turn, before any read."""
+    slow = ProgressiveModel(setup["dir"], FAST, PREFIX, first_answer_wait_s=0).start()
+    fast = ProgressiveModel(setup["dir"], FAST.model_copy(update={"read_bandwidth": 1e12}), PREFIX,
+                            first_answer_wait_s=0).start()
+    for model, prebuilt in ((slow, True), (fast, False)):
+        assert model.wait(10) and model.error is None and model.state == "T" * N
+        skel = next(e for e in model.timeline if e["event"] == "skeleton_built")
+        assert skel["prebuilt"] is prebuilt and skel["skeleton_s"] > 0
+        assert len(model.loader_turns) == (len(PREFIX) - 1) + (not prebuilt)
+        assert all(e["t"] > skel["t"] for e in model.timeline if e["event"] == "read_start")
 
 
 def test_the_first_skeleton_is_built_while_the_weights_arrive(setup):

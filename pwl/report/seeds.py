@@ -8,7 +8,7 @@ import math
 
 import pandas as pd
 
-from ..states import prefix_order
+from ..states import STUDENT, TEACHER, prefix_order
 
 SE_FACTOR = 2.0
 
@@ -33,7 +33,8 @@ def aggregate(per_seed: pd.DataFrame) -> pd.DataFrame:
 def comparisons(per_seed: pd.DataFrame) -> list[tuple[str, str, str]]:
     """(what, a, b) pairs the report tests: PWL against the scratch student and KD, the teacher against the
     scratch student, and each step along the prefix order."""
-    prefix = sorted((c for c in per_seed.columns if set(c) <= {"S", "T"}), key=lambda s: (s.count("T"), s))
+    n = max(len(c) for c in per_seed.columns if set(c) <= {STUDENT, TEACHER})
+    prefix = [s for s in prefix_order(n) if s in per_seed]
     pairs = [("PWL all-S - scratch", prefix[0], "scratch_student"), ("teacher - scratch", "teacher", "scratch_student")]
     if "kd_student" in per_seed:
         pairs.append(("PWL all-S - KD", prefix[0], "kd_student"))

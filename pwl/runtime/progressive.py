@@ -149,10 +149,12 @@ class _Runtime:
         self.error = err
         self._event("error", self.state, message=str(err))
 
-    def _read_first(self, parts: Callable[[PackIndex], list[str]], role: str) -> tuple[dict, dict, BlockNet]:
+    def _read_first(self, parts: Callable[[PackIndex], list[str]], role: str,
+                    spare: Optional[Callable[[BlockNet], None]] = None) -> tuple[dict, dict, BlockNet]:
         """The first request: the header, then `parts(index)` (the student, or the teacher's blocks without the
         converters between them), one latency in all. The `role`'s skeleton needs only the header's configs, so
-        it is built while the weights are still arriving (a reader thread fetches them). Returns
+        it is built while the weights are still arriving (a reader thread fetches them); if they are still
+        arriving after that, `spare(skeleton)` uses the wait too (PWL: the teacher's skeleton). Returns
         ({part: (bytes, file offset)}, costs: read_s = the request with the skeleton built during it (or, on
         storage too fast to hide it, right after it), skeleton_s, the skeleton); sets self.index."""
         t = time.perf_counter()
@@ -183,6 +185,8 @@ class _Runtime:
                     ts = time.perf_counter()
                     skeleton = self.factory(role)
                     skeleton_s = time.perf_counter() - ts
+                    if overlap and spare is not None and reading.is_alive():
+                        spare(skeleton)
                 finally:
                     if overlap:
                         reading.join()
@@ -307,6 +311,9 @@ class ProgressiveModel(_Runtime):
         self.failed: list[str] = []  # parts that failed to load, in the order they failed
         self._stop = threading.Event()
         self._ready = threading.Event()  # the student is served (or failed): the loader may wait for an answer
+        self._skel: Optional[BlockNet] = None  # the teacher's skeleton (meta), and the converters' beside it
+        self._conv_skel: Optional[Converters] = None
+        self._skel_s = 0.0  # seconds it took, wherever it was built
 
     @property
     def loads_teacher(self) -> bool:
@@ -318,7 +325,8 @@ class ProgressiveModel(_Runtime):
             self._thread = threading.Thread(target=self._load, name="pwl-loader", daemon=True)
             self._thread.start()
         try:
-            chunks, cost, skeleton = self._read_first(lambda index: ["student"], "student")
+            chunks, cost, skeleton = self._read_first(lambda index: ["student"], "student",
+                                                      self._teacher_skeleton if self.loads_teacher else None)
             n = self.num_blocks
             if self.order is not None and len(self.order[0]) != n:
                 raise PWLError(f"loading order {self.order[:2]}... has states of {len(self.order[0])} blocks, the "
@@ -346,6 +354,13 @@ class ProgressiveModel(_Runtime):
         self._stop.set()
         self.wait()
 
+    def _teacher_skeleton(self, student: BlockNet) -> None:
+        t = time.perf_counter()
+        self._skel = self.factory("teacher")
+        with torch.device("meta"):
+            self._conv_skel = Converters(self._skel.block_widths, student.block_widths)
+        self._skel_s = time.perf_counter() - t
+
     def _load(self) -> None:
         # Serve first: on 2 cores, reading and building teacher block 1 beside the first request delays the
         # first answer (GIL, CPU). The loader starts once it is out, or first_answer_wait_s after the student
@@ -355,17 +370,17 @@ class ProgressiveModel(_Runtime):
             return
         self._first_answer.wait(self.first_answer_wait_s)  # returns at once when the wait is 0
         try:
-            arrivals: queue.Queue = queue.Queue()
-            self._start_reads(arrivals)  # reading starts before the skeletons are built: they overlap
-            with self._loader_turn():
-                self._skel = self.factory("teacher")
-                with torch.device("meta"):
-                    self._conv_skel = Converters(self._skel.block_widths, self.student.block_widths)
+            prebuilt = self._skel is not None  # built while the student's bytes arrived (slow storage)
+            if not prebuilt:  # one turn, before any read: no reader thread takes the interpreter meanwhile
+                with self._loader_turn():
+                    self._teacher_skeleton(self.student)
+            self._event("skeleton_built", self.state, skeleton_s=self._skel_s, prebuilt=prebuilt)
             missing = _Missing()
             self._embed, self._blocks, self._head = missing, [missing] * self.num_blocks, missing
             self._arrived: set[int] = set()  # teacher blocks (0-based)
             self._conv_in: set[str] = set()  # converter parts loaded
-            self._event("skeleton_built", self.state)
+            arrivals: queue.Queue = queue.Queue()
+            self._start_reads(arrivals)
             self._build(arrivals)
         except Exception as e:  # noqa: BLE001  (any other failure: keep serving the last good state)
             self._fail(e)

@@ -116,9 +116,11 @@ def predicted_timeline(manifest: dict, profile, strategy: str, order: Optional[l
     measured compute were the only costs: `request_s` (state -> seconds of one request), `build_s` (the
     software costs `measure_build_s` gives for this strategy, see `step_costs`; the first answer takes
     `build_s['first_answer']` after the swap when given, else one request).
-    Reads go back to back on a reader; one builder builds each step once its bytes are in and the previous
-    step is built, starting with the teacher skeleton (which overlaps the first read). PWL's teacher loading
-    starts at the first answer. An answer from a new state comes half an old request plus one new request
+    The first skeleton is built while the first request's weights arrive when they take at least
+    OVERLAP_MIN_S, and so is the teacher's (PWL); otherwise each is built after. PWL's teacher loading starts
+    at the first answer (after the teacher's skeleton if it was not built during the first request). Reads go
+    back to back on a reader; one builder builds each step once its bytes are in and the previous step is
+    built. An answer from a new state comes half an old request plus one new request
     after the swap. 'parallel': every block is requested at the first answer and the requests share the
     bandwidth (`shared_arrivals`); the builder takes them in arrival order."""
     n, pack = manifest["num_blocks"], manifest["pack"]
@@ -146,20 +148,22 @@ def predicted_timeline(manifest: dict, profile, strategy: str, order: Optional[l
     ev("first_answer", first, t_fa)
     if strategy in ("teacher_only", "student_only"):
         return out
+    # the teacher's skeleton: built during the first request where it overlaps, else first thing, before any read
+    t_load = t_fa + (0.0 if weights_s >= OVERLAP_MIN_S else build.get("skeleton", 0.0))
     if strategy == "parallel":
         blocks = {i: [p for p in block_parts(i, n) if p in parts] for i in range(1, n + 1)}
-        arrive = shared_arrivals({i: sum(parts[p] for p in ps) for i, ps in blocks.items()}, profile, t_fa)
+        arrive = shared_arrivals({i: sum(parts[p] for p in ps) for i, ps in blocks.items()}, profile, t_load)
         steps = sorted(blocks, key=lambda i: arrive[i])
         reads = [(i, arrive[i] + build.get("verify", 0.0), sum(parts[p] for p in blocks[i])) for i in steps]
     elif strategy == "pwl" and order is not None:
-        t_read, reads = t_fa, []
+        t_read, reads = t_load, []
         for a, b in zip(order, order[1:]):
             step = step_parts(a, b, parts)
             t_read += lat + sum(parts[p] for p in step) / bw + build.get("verify", 0.0)
             reads.append((changed_block(a, b) + 1, t_read, sum(parts[p] for p in step)))
     else:
         raise PWLError(f"cannot predict strategy {strategy!r} (order {order})", f"use one of {STRATEGIES}")
-    built, state = t_fa + build.get("skeleton", 0.0), STUDENT * n
+    built, state = t_load, STUDENT * n
     for block, t_in, size in reads:
         nbytes += size
         built = max(built, t_in) + build.get(teacher_part(block), 0.0)
@@ -264,7 +268,7 @@ def step_costs(timeline: list[dict]) -> dict[str, float]:
     'first_skeleton' (built during the first request), 'first_read' (the rest of the first request's own
     cost: header, thread, copies), 'student' or 'teacher' (from its bytes in to
     the swap: verify, deserialize, build, publish), 'first_answer' (from the swap to the answer), 'skeleton'
-    (the teacher skeleton, from the loader's first request), 'verify' (per step, on the reader) and
+    (the teacher's skeleton, the loader's first turn), 'verify' (per step, on the reader) and
     'teacher_<i>' (from block i's verified bytes in, or the builder free, to its swap)."""
     reads = [e for e in timeline if e["event"] == "read"]
     ready = next(e for e in timeline if e["event"] in ("student_ready", "teacher_complete") and "build_s" in e)
@@ -272,11 +276,11 @@ def step_costs(timeline: list[dict]) -> dict[str, float]:
     skeleton = reads[0].get("skeleton_s", 0.0)
     out = {"first_skeleton": skeleton, "first_read": max(0.0, reads[0]["read_s"] - skeleton), first: ready["t"] - reads[0]["t"],
            "first_answer": time_to_first_answer(timeline) - ready["t"]}
-    skel = next((e["t"] for e in timeline if e["event"] == "skeleton_built"), None)
+    skel = next((e for e in timeline if e["event"] == "skeleton_built"), None)
     if skel is None:
         return out
-    out["skeleton"] = skel - next(e["t"] for e in timeline if e["event"] == "read_start")
-    read_at, free, verify = {e["file"]: e["t"] for e in reads[1:]}, skel, []
+    out["skeleton"] = skel["skeleton_s"]
+    read_at, free, verify = {e["file"]: e["t"] for e in reads[1:]}, skel["t"], []
     for e in timeline:
         if e["event"] == "block_swapped" and "build_s" in e:
             block = next(p for p in e["file"].split("+") if p.startswith("teacher_"))
