@@ -133,6 +133,7 @@ BAD = [
     ("student wider", _set("arch.v.student.widths", [4, 32]), "student is wider than the teacher at block(s) [2]"),
     ("vit student wider", _vit(_set("arch.v.student.dim", 32)), "student is wider than the teacher at block(s) [1, 2]"),
     ("vit patch mismatch", _vit(_set("arch.v.student.patch_size", 4)), "same patch_size"),
+    ("vit input mismatch", _vit(_set("arch.v.teacher.input_size", 64)), "same input_size"),
     ("vit heads", _vit(_set("arch.v.teacher.heads", 3)), "dim 16 is not divisible by heads 3"),
     ("vit image/patch", _vit(_set("data.image_size", 36)), "input size 36 is not divisible by patch_size 8"),
     ("vgg image/2^N", _set("data.image_size", 30), "image_size 30 is not divisible by 2^2"),

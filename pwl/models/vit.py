@@ -45,6 +45,9 @@ class ViTConfig(FamilyConfig):
     def check_student(self, student: "ViTConfig") -> None:
         if student.patch_size != self.patch_size:
             raise ValueError("vit teacher and student need the same patch_size (the embedder is swapped with block 1)")
+        if student.input_size != self.input_size:
+            raise ValueError(f"vit teacher and student need the same input_size (teacher {self.input_size}, student "
+                             f"{student.input_size}): their token streams are mixed block by block")
 
     def block_widths(self) -> list[int]:
         return [self.dim] * self.num_blocks
