@@ -442,17 +442,26 @@ class ProgressiveModel(_Runtime):
         return timed_turn(self._turns, self.loader_turns)
 
     def _build(self, arrivals: queue.Queue) -> None:
-        for prev, state in zip(self.order, self.order[1:]):
+        """Each arrival in turn: built, then swapped in (the next state), or, once a part failed, the best state
+        the arrived parts assemble."""
+        for step in range(self._steps()):
             item = self._next(arrivals)
             if item is None:
                 return
             with self._loader_turn():
                 cost = self._add(*item)
                 if cost is not None and not self.failed:
-                    self._publish(state, self._assembled(), "block_swapped", file="+".join(item[0]), **cost)
-                elif self.failed:
+                    self._publish(self._state_after(step, item[0]), self._assembled(), "block_swapped",
+                                  file="+".join(item[0]), **cost)
+                elif self.failed:  # this part or an earlier one failed (_add recorded it)
                     self._settle_best()
         self._finish()
+
+    def _steps(self) -> int:
+        return len(self.order) - 1
+
+    def _state_after(self, step: int, parts: list[str]) -> str:
+        return self.order[step + 1]
 
     def _add(self, parts: list[str], buf, start: int, cost: Optional[dict], err) -> Optional[dict]:
         """Build the (verified) `parts` off to the side; their costs (s), or None if they failed (recorded)."""
@@ -548,21 +557,14 @@ class ParallelModel(ProgressiveModel):
             threading.Thread(target=lambda p=parts: arrivals.put(self._read_parts(p)),
                              name=f"pwl-read-{parts[0]}", daemon=True).start()
 
-    def _build(self, arrivals: queue.Queue) -> None:
-        for _ in range(self.num_blocks):
-            item = self._next(arrivals)
-            if item is None:
-                return
-            with self._loader_turn():
-                cost = self._add(*item)
-                if cost is not None and not self.failed:
-                    state = self.state
-                    i = next(int(p.split("_")[1]) - 1 for p in item[0] if p.startswith("teacher_"))
-                    self._publish(state[:i] + TEACHER + state[i + 1:], self._assembled(), "block_swapped",
-                                  file="+".join(item[0]), **cost)
-                else:
-                    self._settle_best()
-        self._finish()
+    def _steps(self) -> int:
+        return self.num_blocks
+
+    def _state_after(self, step: int, parts: list[str]) -> str:
+        """The state served now with the block that just arrived swapped in (arrival order, not an order)."""
+        state = self.state
+        i = next(int(p.split("_")[1]) - 1 for p in parts if p.startswith("teacher_"))
+        return state[:i] + TEACHER + state[i + 1:]
 
 
 class TeacherOnlyModel(_Runtime):
