@@ -64,9 +64,12 @@ def compare_strategies(mixed, shard_dir, profile, strategies: dict[str, tuple], 
     manifest = read_manifest(shard_dir)
     all_states = sorted({s for _, order, *_ in strategies.values() if order for s in order} | {"S" * n, "T" * n})
     request_s = measure_request_s(mixed, x, all_states, warmup=profile.warmup_requests)
-    metrics, timeline_rows, curve_rows = {}, [], []
+    metrics, timeline_rows, curve_rows, floors = {}, [], [], {}
     for name, (kind, order, *transport) in strategies.items():
-        floor = unthrottled_runs(shard_dir, profile, kind, x, order)
+        key = (kind, tuple(order or ()))  # another transport of the same strategy has the same software floor
+        if key not in floors:
+            floors[key] = unthrottled_runs(shard_dir, profile, kind, x, order)
+        floor = floors[key]
         build_s = measure_build_s(floor)
         runs = []
         for r in range(repeats):

@@ -32,6 +32,12 @@ from .turns import TurnLock, timed_turn
 OVERLAP_MIN_S = 0.005  # the first request's weights take at least this long to arrive: build the skeleton meanwhile
 
 
+def overlaps_first_read(weight_bytes: float, bandwidth: float) -> bool:
+    """Are the skeletons built while the first request's weights arrive? Only where that takes long enough to
+    hide them: on fast storage the two threads would just contend for one interpreter (+0.6 ms on `nvme`)."""
+    return weight_bytes / bandwidth >= OVERLAP_MIN_S
+
+
 class _Missing(nn.Module):
     """Stands for a part not loaded yet; running it is a bug, so it fails loudly."""
 
@@ -173,9 +179,7 @@ class _Runtime:
                         errors.append(e)
                 if self.factory is None:
                     self.factory = manifest_factory(self.index.meta)
-                # overlap only where the bytes take long enough to hide a skeleton: on fast storage the two
-                # threads would just contend for one interpreter (measured: +0.6 ms on `nvme`)
-                overlap = sum(self.index.part_bytes(p) for p in names) / self.reader.bucket.rate >= OVERLAP_MIN_S
+                overlap = overlaps_first_read(sum(self.index.part_bytes(p) for p in names), self.reader.bucket.rate)
                 reading = threading.Thread(target=fetch, name="pwl-first-read", daemon=True)
                 if overlap:
                     reading.start()

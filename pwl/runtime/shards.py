@@ -85,7 +85,8 @@ def export_shards(mixed: MixedModel, out_dir: Path, configs: dict, orders: dict[
     pack = write_pack(out_dir / PACK_FILE, pack_parts(mixed), meta)
     manifest = {"format": FORMAT, "num_blocks": n, "configs": configs,
                 "orders": {k: list(v) for k, v in orders.items()}, "files": files,
-                "pack": {"file": PACK_FILE, "header_bytes": pack["header_bytes"], "parts": {k: v["end"] - v["start"] for k, v in pack["parts"].items()}},
+                "pack": {"file": PACK_FILE, "header_bytes": pack["header_bytes"],
+                         "parts": {k: v["end"] - v["start"] for k, v in pack["parts"].items()}},
                 **extra}
     _atomic_write(out_dir / MANIFEST, (json.dumps(manifest, indent=1) + "\n").encode())
     return manifest

@@ -18,7 +18,7 @@ import torch
 
 from ..errors import PWLError
 from ..states import STUDENT, TEACHER, changed_block
-from .progressive import OVERLAP_MIN_S, ParallelModel, ProgressiveModel, TeacherOnlyModel
+from .progressive import ParallelModel, ProgressiveModel, TeacherOnlyModel, overlaps_first_read
 from .pack import block_parts, step_parts, teacher_part
 
 STRATEGIES = ("teacher_only", "student_only", "pwl", "parallel")
@@ -116,10 +116,10 @@ def predicted_timeline(manifest: dict, profile, strategy: str, order: Optional[l
     measured compute were the only costs: `request_s` (state -> seconds of one request), `build_s` (the
     software costs `measure_build_s` gives for this strategy, see `step_costs`; the first answer takes
     `build_s['first_answer']` after the swap when given, else one request).
-    The first skeleton is built while the first request's weights arrive when they take at least
-    OVERLAP_MIN_S, and so is the teacher's (PWL); otherwise each is built after. PWL's teacher loading starts
-    at the first answer (after the teacher's skeleton if it was not built during the first request). Reads go
-    back to back on a reader; one builder builds each step once its bytes are in and the previous step is
+    The first skeleton is built while the first request's weights arrive where `overlaps_first_read` says so,
+    and so is the teacher's (PWL); otherwise each is built after. PWL's teacher loading starts at the first
+    answer (after the teacher's skeleton if it was not built during the first request). Reads go back to back
+    on a reader; one builder builds each step once its bytes are in and the previous step is
     built. An answer from a new state comes half an old request plus one new request
     after the swap. 'parallel': every block is requested at the first answer and the requests share the
     bandwidth (`shared_arrivals`); the builder takes them in arrival order."""
@@ -140,8 +140,8 @@ def predicted_timeline(manifest: dict, profile, strategy: str, order: Optional[l
     first_parts = [teacher_part(i) for i in range(1, n + 1)] if strategy == "teacher_only" else ["student"]
     nbytes = header + sum(parts[p] for p in first_parts)
     # the first skeleton is built while the weights after the header arrive (if they take long enough)
-    weights_s, skeleton = (nbytes - header) / bw, build.get("first_skeleton", 0.0)
-    read = max(nbytes / bw, header / bw + skeleton) if weights_s >= OVERLAP_MIN_S else nbytes / bw + skeleton
+    overlap, skeleton = overlaps_first_read(nbytes - header, bw), build.get("first_skeleton", 0.0)
+    read = max(nbytes / bw, header / bw + skeleton) if overlap else nbytes / bw + skeleton
     t = lat + read + build.get("first_read", 0.0) + build.get("teacher" if strategy == "teacher_only" else "student", 0.0)
     ev("teacher_complete" if strategy == "teacher_only" else "student_ready", first, t)
     t_fa = t + build.get("first_answer", req.get(first, 0.0))
@@ -149,7 +149,7 @@ def predicted_timeline(manifest: dict, profile, strategy: str, order: Optional[l
     if strategy in ("teacher_only", "student_only"):
         return out
     # the teacher's skeleton: built during the first request where it overlaps, else first thing, before any read
-    t_load = t_fa + (0.0 if weights_s >= OVERLAP_MIN_S else build.get("skeleton", 0.0))
+    t_load = t_fa + (0.0 if overlap else build.get("skeleton", 0.0))
     if strategy == "parallel":
         blocks = {i: [p for p in block_parts(i, n) if p in parts] for i in range(1, n + 1)}
         arrive = shared_arrivals({i: sum(parts[p] for p in ps) for i, ps in blocks.items()}, profile, t_load)
