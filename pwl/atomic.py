@@ -5,6 +5,7 @@ file that a later stage trusts; and a write that fails must not leave its `.tmp`
 import errno
 import os
 import re
+import shutil
 from pathlib import Path
 from typing import Callable, Union
 
@@ -37,3 +38,25 @@ def atomic_write(path: Path, data: Union[bytes, Callable[[Path], None]]) -> None
             raise PWLError(f"could not write {path}: {e}", f"free disk space (or raise the quota/file size limit) "
                            f"on {path.parent}, then rerun") from None
         raise
+
+
+def staging_dir(path: Path) -> Path:
+    """An empty folder beside `path` to write its new content into, for `replace_dir` (`*.tmp`: git ignores it;
+    one left by a killed run is cleared here)."""
+    path = Path(path)
+    staging = path.with_name(path.name + ".tmp")
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    return staging
+
+
+def replace_dir(staging: Path, path: Path) -> None:
+    """Put the folder `staging` in `path`'s place, whole: until this call the previous `path` (the last good
+    run's) is untouched, so a run that fails or is killed before its end keeps it."""
+    path = Path(path)
+    old = path.with_name(path.name + ".old.tmp")
+    shutil.rmtree(old, ignore_errors=True)
+    if path.exists():
+        os.replace(path, old)
+    os.replace(staging, path)
+    shutil.rmtree(old, ignore_errors=True)

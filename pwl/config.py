@@ -4,7 +4,7 @@ Defaults are the published recipe (METHOD.md), as the paper profiles use it; con
 departs from them explicitly, with its reasons beside each value. Family-specific rules live with each family's
 config (pwl/models), never here."""
 from pathlib import Path
-from typing import Annotated, Any, Literal, Optional
+from typing import Annotated, Any, Literal, Optional, get_args
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -20,6 +20,19 @@ DATASETS = ("fashion-mnist", "cifar10", "cifar100", "imagefolder")
 class Section(BaseModel):
     # every float finite: an inf/nan learning rate or loss weight trains NaN weights without a word
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _no_bool_for_a_number(cls, v, info):
+        """YAML's true/false is not a number: `epochs: true` must not train 1 epoch (pydantic reads it as 1)."""
+        if isinstance(v, bool) and not _takes_bool(cls.model_fields[info.field_name].annotation):
+            raise ValueError(f"{str(v).lower()} is a yes/no value, not a number or a name: write the value itself")
+        return v
+
+
+def _takes_bool(annotation) -> bool:
+    """Whether a field's type admits a bool as such (bool, Optional[bool], Any)."""
+    return annotation in (bool, Any) or any(_takes_bool(a) for a in get_args(annotation) if a is not type(None))
 
 
 # Upper bounds where a value becomes a size, a count or a sleep: far above any real use, low enough that a
@@ -178,7 +191,7 @@ def make_profile(raw: dict) -> DeviceProfile:
 class LoadsimConfig(Section):
     """Load-time simulation: device profiles (DeviceProfile fields) and the request stream."""
     devices: dict[str, dict]  # name -> {read_bandwidth, open_latency_s, threads, warmup_requests}
-    profiles: list[str]  # which devices `dvc repro` simulates (the dvc.yaml matrix)
+    profiles: list[str] = Field(min_length=1)  # which devices `dvc repro` simulates (the dvc.yaml matrix)
     repeats: int = Field(3, ge=1, le=100)  # runs per strategy; medians and spread are reported
     request_batch: int = Field(1, ge=1, le=MAX_BATCH)  # images per request
     horizon_s: float = Field(0.5, gt=0, le=3600)  # area under accuracy-vs-time over [0, horizon]; scaled below
@@ -237,12 +250,13 @@ class Params(Section):
     profile: str = Field("default", pattern=REPORT_NAME)  # the stages' folder, reports/<profile>/
     name: str = Field("default", pattern=REPORT_NAME)  # this run's report folder, reports/<name>/
     seed: int = Field(0, ge=0, le=SEED_MAX)  # the data split's seed, and the training replica export/loadsim use
-    seeds: list[Annotated[int, Field(ge=0, le=SEED_MAX)]] = [0]  # training replicas (train/kd/distill/evaluate)
+    # training replicas (train/kd/distill/evaluate); strict: `seeds: [true]` is no seed 1
+    seeds: list[Annotated[int, Field(ge=0, le=SEED_MAX, strict=True)]] = Field([0], min_length=1)
     threads: int = Field(0, ge=0, le=MAX_THREADS)  # 0 = every core
     compute: ComputeConfig = ComputeConfig()
     data: DataConfig = DataConfig()
     augment: AugmentConfig = AugmentConfig()
-    archs: list[str]
+    archs: list[str] = Field(min_length=1)  # an empty list would give the report nothing to compare
     arch: dict[str, ArchConfig]
     eval: EvalConfig = EvalConfig()
     loadsim: Optional[LoadsimConfig] = None
@@ -297,7 +311,10 @@ def load_params(path: str | Path = "params.yaml") -> Params:
     if not path.exists():
         raise PWLError(f"{path} not found", "run from the repository root, where params.yaml lives")
     try:
-        raw = yaml.safe_load(path.read_text())
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as e:
+        raise PWLError(f"{path} is not UTF-8 text (byte {e.start}: {e.object[e.start:e.start + 1]!r})",
+                       "save it as UTF-8, or compose it again: python -m pwl.profile <profile>") from None
     except yaml.YAMLError as e:
         raise PWLError(f"{path} is not valid YAML: {e}", "fix the syntax") from None
     return validate_params(raw or {}, str(path))

@@ -57,6 +57,7 @@ def prepare(cfg, seed: int, out_dir: Path, raw_dir: Path) -> dict:
         x_test, y_test = x_test[keep], y_test[keep]
     splits = {"train": (x_all[tr], y_all[tr]), "val": (x_all[va], y_all[va]), "test": (x_test, y_test)}
     splits = {name: (pad_to(x, cfg.image_size).contiguous(), y.contiguous()) for name, (x, y) in splits.items()}
+    _check_not_flat(splits["train"][0], source)
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "manifest.json").unlink(missing_ok=True)  # until the new one is written, no stale one is trusted
     files = {}
@@ -76,6 +77,16 @@ def prepare(cfg, seed: int, out_dir: Path, raw_dir: Path) -> dict:
     check(PreparedManifest, manifest, path, "prepared-data manifest", "report this as a bug")  # what loads it
     atomic_write(path, json.dumps(manifest, indent=2).encode())  # written last: it vouches for the split files
     return manifest
+
+
+def _check_not_flat(x: torch.Tensor, source: str) -> None:
+    """All-black (or any single-value) training images hold nothing to learn: say so here, about the data,
+    instead of at the first training step as a non-finite loss that seems to blame the learning rate."""
+    if x.numel() and bool((x == x.reshape(-1)[0]).all()):
+        raise PWLError(f"every training image from {source} is one flat value ({int(x.reshape(-1)[0])} in every "
+                       f"pixel and channel): there is nothing to learn and normalising divides by zero",
+                       "check the images themselves (all black? a failed conversion or export?) and data.root; "
+                       "nothing was written")
 
 
 def _warn_about(manifest: dict) -> None:

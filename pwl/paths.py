@@ -13,6 +13,7 @@ MODELS = Path("models")
 CHECKPOINTS = Path("checkpoints")
 REPORTS = Path("reports")
 INDEX = REPORTS / "README.md"
+PARAMS_CHECKED = REPORTS / "params_checked.txt"  # check_params' output: every stage depends on it
 
 
 def report_dir(folder: str) -> Path:

@@ -185,6 +185,9 @@ def _imagefolder_files(root: Path):
     train, test = _class_files(root / "train"), _class_files(root / "test")
     if not train:
         raise PWLError(f"imagefolder: {root / 'train'} has no class folders", fix)
+    if len(train) == 1:
+        raise PWLError(f"imagefolder: {root / 'train'} has one class folder ({next(iter(train))}): a classifier "
+                       "needs at least 2 classes (every accuracy would be 100%)", fix)
     empty = [c for c, files in train.items() if not files]
     if empty:
         raise PWLError(f"imagefolder: train class folders without {'/'.join(IMAGE_SUFFIXES)} images: "

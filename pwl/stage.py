@@ -1,6 +1,7 @@
 """What every stage script shares: validated params, thread setup, clear errors, wall time, atomic JSON."""
 import argparse
 import json
+import shutil
 import sys
 import time
 from contextlib import contextmanager
@@ -8,7 +9,7 @@ from pathlib import Path
 
 import torch
 
-from .atomic import atomic_write
+from .atomic import atomic_write, replace_dir, staging_dir
 from .compute import set_threads, shutdown
 from .config import Params, load_params
 from .errors import PWLError
@@ -75,14 +76,22 @@ def training_done(resume_checkpoint: Path) -> None:
 @contextmanager
 def epoch_logger(path: Path, write: bool = True):
     """A DVCLive log with one step per epoch, yielding the `on_epoch` callback; a no-op where `write` is
-    false (DDP ranks other than 0 must not write)."""
+    false (DDP ranks other than 0 must not write). Written aside and put in `path`'s place once training
+    ends, as the weights are: a run that fails or is killed leaves the last good run's log (a resumed run
+    replays its earlier epochs into the new log)."""
     if not write:
         yield lambda rec: None
         return
     from dvclive import Live
-    live = Live(str(path), save_dvc_exp=False, dvcyaml=None)
-    yield lambda rec: log_epoch(live, rec)
-    live.end()
+    staging = staging_dir(path)
+    try:
+        live = Live(str(staging), save_dvc_exp=False, dvcyaml=None)
+        yield lambda rec: log_epoch(live, rec)
+        live.end()
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    replace_dir(staging, path)
 
 
 def log_epoch(live, rec: dict) -> None:

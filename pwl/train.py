@@ -211,7 +211,13 @@ def fit(trainee: Trainee, run: TrainingRun) -> FitResult:
     best = FitResult(best_state=copy.deepcopy(model.state_dict()), best_epoch=0, best_score=-math.inf)
     ck = load_resume_checkpoint(run)
     if ck is not None:
-        best = restore(ck, model, optimizer, sched, scaler)
+        try:
+            best = restore(ck, model, optimizer, sched, scaler)
+        except (KeyError, RuntimeError, ValueError, TypeError, IndexError) as e:
+            reason = str(e).strip().splitlines()[0][:300] if str(e).strip() else type(e).__name__
+            raise PWLError(f"resume checkpoint {run.checkpoint} matches this run's params but not its model or "
+                           f"optimizer ({type(e).__name__}: {reason})",
+                           f"delete it (rm {run.checkpoint}) and rerun: training starts from scratch") from None
     objective = data_parallel(Objective(model, trainee.loss_fn), compute, trainee.find_unused_parameters)
     for rec in best.history:
         run.on_epoch(rec)

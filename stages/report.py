@@ -1,10 +1,12 @@
 """Stage `report`: reports/<name>/README.md, figures and tables, from the pipeline's metrics, tables and
 curves; then the index of every report folder, reports/README.md."""
+import shutil
 from datetime import datetime, timezone
 
 import pandas as pd
 
 from pwl import paths
+from pwl.atomic import atomic_write, replace_dir, staging_dir
 from pwl.env import environment
 from pwl.report import figures, index, markdown, seeds, tables
 from pwl.stage import main, setup, write_json
@@ -14,9 +16,11 @@ def run():
     params, _ = setup(__doc__, with_arch=False)
     profile, seed = params.profile, params.seed  # the stages wrote their files under the profile's folder
     out_dir = paths.report_dir(params.name)  # this report's own folder (the profile's, or a named variant's)
-    fig_dir, tab_dir = out_dir / "figures", out_dir / "tables"
-    fig_dir.mkdir(parents=True, exist_ok=True)
-    tab_dir.mkdir(parents=True, exist_ok=True)
+    # figures and tables are written aside and put in place at the end: a failed run keeps the last good report
+    work = staging_dir(out_dir / "report")
+    fig_dir, tab_dir = work / "figures", work / "tables"
+    fig_dir.mkdir()
+    tab_dir.mkdir()
     by_seed = {s: tables.summary(profile, params.archs, s) for s in params.seeds}  # one row per arch, per replica
     summary = by_seed[seed]
     summary.to_csv(tab_dir / "summary.csv", index=False, float_format="%.3f")
@@ -67,8 +71,11 @@ def run():
     walls.to_csv(tab_dir / "wall_times.csv", index=False, float_format="%.1f")
     text = markdown.build(params, env, summary, per_arch, walls, paper, loadsim, lattice, seed_tables,
                           prepared["source"])
-    (out_dir / "README.md").write_text(text)
-    paths.INDEX.write_text(index.build(paths.REPORTS))
+    for sub in ("figures", "tables"):
+        replace_dir(work / sub, out_dir / sub)
+    shutil.rmtree(work)
+    atomic_write(out_dir / "README.md", text.encode())
+    atomic_write(paths.INDEX, index.build(paths.REPORTS).encode())
     print(summary.to_string(index=False))
 
 

@@ -1,4 +1,5 @@
 """End to end: the real `dvc exp run -S profile=smoke` (Hydra composition + dvc repro) in a temporary copy."""
+import hashlib
 import json
 import os
 import re
@@ -127,6 +128,23 @@ def test_smoke_profile_runs_the_real_pipeline(tmp_path):
     assert "mean ± std over seeds [0, 1]" in (seeds_dir / "README.md").read_text()
     index = (work / "reports" / "README.md").read_text()
     assert "[smoke](smoke/README.md)" in index and "[smoke-seeds](smoke-seeds/README.md)" in index
+    # a bad value through `dvc exp run -S` stops at check_params, before DVC deletes any stage's outputs: every
+    # file but params.yaml (DVC wrote the override before running anything) is byte-identical (issue 18)
+    before = workspace_files(work)
+    bad = subprocess.run([sys.executable, "-m", "dvc", "exp", "run", "-S", "profile=smoke", "-S", "seeds=[0,1]", "-S",
+                          "archs=[vgg]", "-S", "name=smoke-seeds", "-S", "arch.vgg.train_teacher.lr=-1"],
+                         cwd=work, env=env, capture_output=True, text=True, timeout=600)
+    assert bad.returncode != 0 and "arch.vgg.train_teacher.lr: Input should be greater than 0" in bad.stderr
+    assert "Running stage 'train_teacher" not in bad.stdout
+    after = workspace_files(work)
+    assert {k for k in before.keys() | after.keys() if before.get(k) != after.get(k)} == {"params.yaml"}
+
+
+def workspace_files(work: Path) -> dict:
+    """md5 of every file of the workspace, git's and DVC's own folders left out."""
+    skip = ((".git",), (".dvc", "tmp"), (".dvc", "cache"))
+    return {str(p.relative_to(work)): hashlib.md5(p.read_bytes()).hexdigest() for p in sorted(work.rglob("*"))
+            if p.is_file() and not any(p.relative_to(work).parts[:len(s)] == s for s in skip)}
 
 
 @pytest.mark.e2e

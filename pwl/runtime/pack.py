@@ -137,6 +137,42 @@ class PackIndex:
                 for key, (dtype, shape, a, b) in self.tensors.items() if start <= a < b <= end}
 
 
+def _whole(v, what: str) -> int:
+    if isinstance(v, bool) or not isinstance(v, int) or v < 0:
+        raise ValueError(f"{what} is {v!r}, not a whole number >= 0")
+    return v
+
+
+def check_header(tensors: dict, parts: dict, meta: dict, base: int) -> None:
+    """The header fields the runtime trusts that no sha256 covers (the hashes cover the parts' bytes only):
+    the block count matches the teacher parts, every part's range and hash are well formed, every tensor's
+    shape holds exactly its bytes and lies inside one part. ValueError naming the field otherwise."""
+    n = meta.get("num_blocks")
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise ValueError(f"num_blocks is {n!r}, not a whole number >= 1")
+    teachers = sorted(k for k in parts if k.startswith("teacher_"))
+    if teachers != sorted(teacher_part(b) for b in range(1, n + 1)):
+        raise ValueError(f"num_blocks is {n} but the teacher parts are {teachers}")
+    if "student" not in parts:
+        raise ValueError("no part 'student'")
+    for name, (start, end, sha) in parts.items():
+        if _whole(start - base, f"part {name} start") > _whole(end - base, f"part {name} end"):
+            raise ValueError(f"part {name} ends ({end - base}) before it starts ({start - base})")
+        if not (isinstance(sha, str) and len(sha) == 64 and all(c in "0123456789abcdef" for c in sha)):
+            raise ValueError(f"part {name} sha256 {sha!r} is not 64 hex digits")
+    spans = sorted((a, b) for a, b, _ in parts.values())
+    for key, (dtype, shape, a, b) in tensors.items():
+        count = 1
+        for d in shape:
+            count *= _whole(d, f"a dimension of tensor {key}'s shape {list(shape)}")
+        _whole(a - base, f"tensor {key} start")
+        if b - a != count * dtype.itemsize:
+            raise ValueError(f"tensor {key}: shape {list(shape)} of {dtype} needs {count * dtype.itemsize} bytes, its "
+                             f"offsets hold {b - a}")
+        if not any(s <= a and b <= e for s, e in spans):
+            raise ValueError(f"tensor {key} (bytes {a - base}..{b - base}) lies in no part")
+
+
 def read_index(f) -> PackIndex:
     """The header of the pack open as `f` (a reader's file: `path`, `read_at(offset, size)`): 8 bytes giving
     its length, then the JSON."""
@@ -153,7 +189,8 @@ def read_index(f) -> PackIndex:
         tensors = {k: (DTYPES[v["dtype"]], tuple(v["shape"]), base + v["data_offsets"][0], base + v["data_offsets"][1])
                    for k, v in raw.items()}
         parts = {k: (base + v["start"], base + v["end"], v["sha256"]) for k, v in meta.pop("parts").items()}
-        int(meta["num_blocks"]), meta["configs"]["student"], meta["configs"]["teacher"]
+        meta["configs"]["student"], meta["configs"]["teacher"]
+        check_header(tensors, parts, meta, base)
     except (struct.error, ValueError, KeyError, TypeError, AttributeError, UnicodeDecodeError) as e:
         raise PWLError(f"the header of {path} is unreadable ({type(e).__name__}: {e})", FIX) from None
     return PackIndex(str(path), meta, tensors, parts)
