@@ -78,6 +78,13 @@ def set_threads(n: int) -> int:
     return n
 
 
+def seed_and_threads(params) -> None:
+    """A torch stage's first step once params are valid: `params.threads` torch threads, and the global seed
+    (model initialisation is part of the experiment: seeded before anything is built)."""
+    set_threads(params.threads)
+    torch.manual_seed(params.seed)
+
+
 def _world() -> tuple[int, int, int]:
     """(rank, local rank, world size) from torchrun's environment; (0, 0, 1) for a plain process."""
     return (int(os.environ.get("RANK", 0)), int(os.environ.get("LOCAL_RANK", 0)),
@@ -105,8 +112,3 @@ def make_compute(cfg) -> Compute:
     if world > 1 and not dist.is_initialized():
         dist.init_process_group("nccl" if use_cuda else "gloo", rank=rank, world_size=world)
     return Compute(device, amp, bool(cfg.channels_last and use_cuda), cfg.data_on_device, rank, world)
-
-
-def shutdown() -> None:
-    if dist.is_initialized():
-        dist.destroy_process_group()

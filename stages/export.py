@@ -9,10 +9,11 @@ import pandas as pd
 
 from pwl import paths
 from pwl.budget import bytes_table, bytes_table_path
-from pwl.build import load_trained_mixed
+from pwl.compute import seed_and_threads
 from pwl.data import load_prepared
 from pwl.env import machine
 from pwl.evaluation import block_bytes
+from pwl.mixing import load_trained_mixed
 from pwl.runtime import block_seconds, export_shards, model_configs, value_order
 from pwl.stage import elapsed, main, setup, write_json
 from pwl.states import best_order, prefix_order, suffix_order
@@ -20,6 +21,7 @@ from pwl.states import best_order, prefix_order, suffix_order
 
 def run():
     params, args = setup(__doc__)
+    seed_and_threads(params)
     cfg = params.for_arch(args.arch)
     ds = load_prepared(paths.DATA)
     mixed = load_trained_mixed(args.arch, cfg, ds, params.seed)

@@ -10,10 +10,11 @@ from contextlib import ExitStack
 import pandas as pd
 
 from pwl import paths
-from pwl.build import load_trained_mixed
+from pwl.compute import seed_and_threads
 from pwl.data import Normalizer, load_prepared
 from pwl.env import machine
 from pwl.errors import PWLError
+from pwl.mixing import load_trained_mixed
 from pwl.runtime import load_state_accuracy, predicted_timeline, read_manifest
 from pwl.runtime.cold import cold_launch
 from pwl.runtime.http import HttpReader, serve
@@ -24,6 +25,7 @@ from pwl.stage import elapsed, main, setup, write_json
 
 def run():
     params, args = setup(__doc__, options={"device": "an entry of params.yaml `loadsim.devices`"})
+    seed_and_threads(params)
     if params.loadsim is None:
         raise PWLError("params.yaml has no `loadsim` section", "add one (see conf/config.yaml)")
     cfg, sim = params.for_arch(args.arch), params.loadsim

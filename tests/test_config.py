@@ -15,12 +15,12 @@ def minimal() -> dict:
     return {"archs": ["v"],
             "arch": {"v": {"teacher": {"family": "vgg", "widths": [8, 16], "depths": [2, 2]},
                            "student": {"family": "vgg", "widths": [4, 8], "depths": [1, 1]},
-                           "train_teacher": {}, "train_student": {}, "distill": {"optim": {}}}}}
+                           "train_teacher": {}, "train_student": {}, "distill": {"optim": {}}, "kd": {"optim": {}}}}}
 
 
 VIT = {"teacher": {"family": "vit", "patch_size": 8, "dim": 16, "heads": 2, "depths": [2, 2]},
        "student": {"family": "vit", "patch_size": 8, "dim": 8, "heads": 2, "depths": [1, 1]},
-       "train_teacher": {}, "train_student": {}, "distill": {"optim": {}}}
+       "train_teacher": {}, "train_student": {}, "distill": {"optim": {}}, "kd": {"optim": {}}}
 
 
 def test_minimal_params_validate_with_defaults():
@@ -93,7 +93,7 @@ def _vit(edit=None):
 
 MOBILENET = {"teacher": {"family": "mobilenet", "widths": [8, 16, 16], "depths": [2, 2, 2], "strides": [2, 2, 2]},
              "student": {"family": "mobilenet", "widths": [4, 8, 8], "depths": [1, 1, 1], "strides": [2, 2, 2]},
-             "train_teacher": {}, "train_student": {}, "distill": {"optim": {}}}
+             "train_teacher": {}, "train_student": {}, "distill": {"optim": {}}, "kd": {"optim": {}}}
 
 
 def _mobilenet(edit):
@@ -217,3 +217,28 @@ def test_load_params_file_errors(tmp_path):
     empty.write_text("")
     with pytest.raises(PWLError, match="archs: Field required"):
         load_params(empty)
+
+
+def test_validating_params_imports_no_torch_code():
+    """pwl.config (and pwl.stage, which every stage imports to validate params) load no torch and none of the
+    model, loss or mixing code: their names and schemas come from pwl.schema. Otherwise every stage would
+    depend on pwl/losses.py, and a loss edit would rerun prepare and the teachers (tests/test_dvc_deps.py)."""
+    import subprocess
+    import sys
+    code = ("import sys, pwl.config, pwl.stage; pwl.config.load_params('params.yaml'); "
+            "print(sorted(m for m in sys.modules if m.split('.')[0] == 'torch' or m in "
+            "('pwl.models', 'pwl.losses', 'pwl.mixing', 'pwl.compute', 'pwl.data')))")
+    res = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.strip() == "[]", f"validating params imported {res.stdout.strip()}"
+
+
+def test_the_schema_and_the_code_know_the_same_names():
+    """The torch-free names (pwl.schema) and their implementations agree: every cross mode, BN mode and model
+    family params may name has its code, and no code is unreachable from params."""
+    from pwl.losses import CROSS_MODES, MIXED_BN
+    from pwl.models import builders, families
+    from pwl.schema import objective
+    assert set(CROSS_MODES) == set(objective.CROSS_MODES)
+    assert set(MIXED_BN) == set(objective.MIXED_BN)
+    assert builders() == families()

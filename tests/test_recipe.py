@@ -141,7 +141,7 @@ def test_augment_size_is_the_models_input_size_only_when_asked():
     raw = minimal()
     raw["arch"]["v"] = {"teacher": {**PAIRS["vit"]["teacher"], "input_size": 16},
                         "student": {**PAIRS["vit"]["student"], "input_size": 16},
-                        "train_teacher": {}, "train_student": {}, "distill": {"optim": {}}}
+                        "train_teacher": {}, "train_student": {}, "distill": {"optim": {}}, "kd": {"optim": {}}}
     for at, want in ((False, None), (True, 16)):
         raw["augment"] = {"at_input_size": at}
         p = validate_params(raw)

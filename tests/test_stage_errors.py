@@ -180,7 +180,7 @@ def test_damaged_prepared_manifest(workdir, damage, needle):
 
 def _export_untrained_shards(work: Path) -> Path:
     """The vgg shards of the smoke params, from untrained weights: a valid manifest to damage."""
-    from pwl.build import build_mixed
+    from pwl.mixing import build_mixed
     from pwl.config import load_params
     from pwl.data import load_prepared
     from pwl.runtime import export_shards, model_configs
