@@ -4,6 +4,7 @@ One `Compute` object carries these choices so the training loop and the stages s
 `compute.module(model)` places a model, `compute.split(split)` places a dataset split, `compute.autocast()`
 wraps a forward pass, `compute.is_main` says whether this process writes outputs (rank 0 only).
 """
+import dataclasses
 import os
 from contextlib import nullcontext
 from dataclasses import dataclass
@@ -12,7 +13,6 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from .data import Split
 from .env import machine
 from .errors import PWLError
 
@@ -48,13 +48,14 @@ class Compute:
             model.to(memory_format=torch.channels_last)
         return model
 
-    def split(self, split: Split) -> Split:
-        """The whole uint8 split on the GPU (a CIFAR train split is 138 MB), or pinned for non-blocking copies."""
+    def split(self, split):
+        """The whole uint8 split (a pwl.data.Split) on the GPU (a CIFAR train split is 138 MB), or pinned for
+        non-blocking copies."""
         if self.device.type == "cpu":
             return split
         if self.data_on_device:
-            return Split(split.x.to(self.device), split.y.to(self.device))
-        return Split(split.x.pin_memory(), split.y.pin_memory())
+            return dataclasses.replace(split, x=split.x.to(self.device), y=split.y.to(self.device))
+        return dataclasses.replace(split, x=split.x.pin_memory(), y=split.y.pin_memory())
 
     @property
     def record(self) -> dict:

@@ -1,10 +1,11 @@
-"""Stage `export@arch`: the distilled student in one file and each teacher block as its own shard, with a
-manifest (bytes, sha256, validation accuracy of every state) and the loading orders the runtime may follow:
-prefix, suffix, the best order on the *validation* accuracies against bytes loaded (`best_val`), and per
-device profile of `loadsim.devices` the order with the largest area under validation accuracy against the
-modelled load time on that device (`value_<device>`: latency + bytes / bandwidth per block, exact DP over
-subsets; pwl.runtime.orders). Also the weight bytes every state needs (reports/metrics/<arch>/state_bytes.csv,
-read by the report and by `python -m pwl.budget`)."""
+"""Stage `export@arch`: the teacher, the distilled student and the converters as one pack (pwl.runtime.pack:
+laid out in the order a device needs its bytes, with byte ranges, sha256 and the validation accuracy of every
+state in its header), and beside it the loading orders the runtime may follow (orders.json): prefix, suffix,
+the best order on the *validation* accuracies against bytes loaded (`best_val`), and per device of
+`loadsim.devices` the order with the largest area under validation accuracy against the modelled load time on
+that device (`value_<device>`: latency + bytes / bandwidth per block, exact DP over subsets;
+pwl.runtime.orders). Also the weight bytes every state needs (reports/metrics/<arch>/state_bytes.csv, read by
+the report and by `python -m pwl.budget`)."""
 import pandas as pd
 
 from pwl import paths
@@ -14,7 +15,7 @@ from pwl.data import load_prepared
 from pwl.env import machine
 from pwl.evaluation import block_bytes
 from pwl.mixing import load_trained_mixed
-from pwl.runtime import block_seconds, export_shards, model_configs, value_order
+from pwl.runtime import block_seconds, export_pack, model_configs, value_order, write_orders
 from pwl.stage import elapsed, main, setup, write_json
 from pwl.states import best_order, prefix_order, suffix_order
 
@@ -32,18 +33,19 @@ def run():
               "best_val": best_order(val_acc, block_bytes(mixed.teacher))}
     configs = model_configs(cfg.teacher, cfg.student, ds.in_chans, ds.num_classes, ds.image_size)
     out = paths.shards(args.arch)
-    manifest = export_shards(mixed, out, configs, orders, {"val_accuracy": val_acc})
+    index = export_pack(mixed, out, configs, val_acc)
     devices = {}
-    if params.loadsim is not None:  # the value orders need the files' bytes: add them once the shards exist
+    if params.loadsim is not None:  # the value orders need the pack's bytes
         for name in params.loadsim.devices:
             profile = params.loadsim.device(name)
-            orders[f"value_{name}"] = value_order(val_acc, manifest, profile)
-            devices[name] = {"profile": profile.model_dump(), "block_s": block_seconds(manifest, profile),
+            orders[f"value_{name}"] = value_order(val_acc, index, profile)
+            devices[name] = {"profile": profile.model_dump(), "block_s": block_seconds(index, profile),
                              "order": f"value_{name}"}
-        manifest = export_shards(mixed, out, configs, orders, {"val_accuracy": val_acc, "value_orders": devices})
+    write_orders(out, n, orders, devices)
     bytes_table(out).to_csv(bytes_table_path(params.profile, args.arch), index=False)
     write_json(paths.arch_metrics(params.profile, args.arch, "export.json"), {
-        "orders": orders, "files": {k: v["bytes"] for k, v in manifest["files"].items()}, **machine(),
+        "orders": orders, "pack_bytes": index.header_bytes + sum(map(index.part_bytes, index.parts)),
+        "part_bytes": {name: index.part_bytes(name) for name in index.parts}, **machine(),
         "wall_s": elapsed()})
 
 

@@ -14,8 +14,9 @@ from pwl import budget
 from pwl.profile import compose
 from pwl.mixing import Converters, MixedModel
 from pwl.models import build_model, parse_model_config
-from pwl.runtime import export_shards, model_configs, teacher_file
-from pwl.states import all_states, label, prefix_order
+from pwl.runtime import export_pack, model_configs
+from pwl.runtime.pack import pack_path
+from pwl.states import all_states, label
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -56,7 +57,7 @@ def shards(tmp_path_factory):
     teacher, student = build_model(tc, 3, 10, 32), build_model(sc, 3, 10, 32)
     mixed = MixedModel(teacher, student, Converters(teacher.block_widths, student.block_widths)).eval()
     out = tmp_path_factory.mktemp("shards")
-    export_shards(mixed, out, model_configs(tc, sc, 3, 10, 32), {"prefix": prefix_order(3)})
+    export_pack(mixed, out, model_configs(tc, sc, 3, 10, 32))
     return mixed, out
 
 
@@ -122,6 +123,7 @@ def test_part_bytes_rejects_a_damaged_header(shards, tmp_path):
     _, out = shards
     d = tmp_path / "shards"
     shutil.copytree(out, d)
-    (d / teacher_file(2)).write_bytes(b"\x05")
-    with pytest.raises(budget.PWLError, match="cannot read the tensor header"):
+    pack = pack_path(d)
+    pack.write_bytes(b"\x05" + pack.read_bytes()[1:])  # the header's length: implausible
+    with pytest.raises(budget.PWLError, match="header of .* is unreadable"):
         budget.part_bytes(d)

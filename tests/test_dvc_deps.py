@@ -215,8 +215,8 @@ def test_the_checks_see_what_they_should():
     assert {"pwl/build.py", "pwl/models/vgg.py", "pwl/states.py", "pwl/data.py"} <= set(code.pwl_files())
     assert not any(f.startswith(("pwl/report", "pwl/runtime")) for f in code.pwl_files())
     assert {"data/prepared", "models/*/s*/teacher.safetensors", "models/*/s*/pwl.safetensors"} <= code.pipeline_paths()
-    assert "pwl/runtime/shards.py" in CODE["export"].pwl_files()
-    assert covers("models/${item}/shards", "models/*/shards/manifest.json") and not covers("data/prepared", "models")
+    assert "pwl/runtime/export.py" in CODE["export"].pwl_files()
+    assert covers("models/${item}/shards", "models/*/shards/orders.json") and not covers("data/prepared", "models")
     export = STAGES["export"]
     without = {**export, "deps": [d for d in export["deps"] if d not in ("data/prepared", "pwl/build.py")]}
     assert missing_data(without, CODE["export"]) == ["data/prepared"]

@@ -1,7 +1,7 @@
 """A model that answers from the student at once and turns into the teacher block by block as bytes arrive.
 
 Everything comes from one file, the pack (pwl.runtime.pack), in requests through a reader (one latency each):
-the first request reads the header and the student and serves; the manifest is never needed. Why this shape:
+the first request reads the header and the student and serves; nothing else is needed. Why this shape:
 a request must never see a half-built block, so every teacher block is read, verified and loaded into its
 own module off to the side; then one (state, MixedModel) pair is published under a lock. Requests take that
 pair under the same lock and compute outside it with modules nobody mutates again. Skeletons are built on
@@ -25,7 +25,8 @@ from ..errors import PWLError
 from ..mixing import Converters, MixedModel
 from ..models import BlockNet, build_model, parse_model_config
 from ..states import STUDENT, TEACHER, all_states, is_order, parse_state
-from .pack import FIX, PACK_FILE, PackIndex, block_parts, needed_converters, read_index, step_parts, teacher_part
+from .pack import (FIX, STUDENT_PART, PackIndex, block_parts, converter_part, needed_converters, pack_path, parse_part, read_index,
+                   step_parts, teacher_part)
 from .reader import ThrottledReader
 from .turns import TurnLock, timed_turn
 
@@ -59,9 +60,9 @@ class _ConverterSet:
     convert = Converters.convert
 
 
-def manifest_factory(manifest: dict) -> Callable[[str], BlockNet]:
-    """`build(role)` -> an empty (meta-device) BlockNet skeleton from the `configs` of a manifest or pack header."""
-    cfg = manifest["configs"]
+def skeleton_factory(meta: dict) -> Callable[[str], BlockNet]:
+    """`build(role)` -> an empty (meta-device) BlockNet skeleton from the `configs` of a pack header's `meta`."""
+    cfg = meta["configs"]
 
     def build(role: str) -> BlockNet:
         with torch.device("meta"):  # builders never load weights: those come from the pack
@@ -104,7 +105,7 @@ class _Runtime:
     def __init__(self, shard_dir: Path, profile, factory: Optional[Callable[[str], BlockNet]] = None,
                  reader=None, on_event: Optional[Callable[[dict], None]] = None):
         self.dir, self.profile = Path(shard_dir), profile
-        self.path = self.dir / PACK_FILE
+        self.path = pack_path(self.dir)
         self.factory = factory
         self.reader = reader or ThrottledReader.from_profile(profile)
         self.on_event = on_event
@@ -178,7 +179,7 @@ class _Runtime:
                     except BaseException as e:  # noqa: BLE001  (raised on the caller's thread below)
                         errors.append(e)
                 if self.factory is None:
-                    self.factory = manifest_factory(self.index.meta)
+                    self.factory = skeleton_factory(self.index.meta)
                 overlap = overlaps_first_read(sum(self.index.part_bytes(p) for p in names), self.reader.bucket.rate)
                 reading = threading.Thread(target=fetch, name="pwl-first-read", daemon=True)
                 if overlap:
@@ -329,7 +330,7 @@ class ProgressiveModel(_Runtime):
             self._thread = threading.Thread(target=self._load, name="pwl-loader", daemon=True)
             self._thread.start()
         try:
-            chunks, cost, skeleton = self._read_first(lambda index: ["student"], "student",
+            chunks, cost, skeleton = self._read_first(lambda index: [STUDENT_PART], "student",
                                                       self._teacher_skeleton if self.loads_teacher else None)
             n = self.num_blocks
             if self.order is not None and len(self.order[0]) != n:
@@ -399,7 +400,7 @@ class ProgressiveModel(_Runtime):
     def _whole_block(self, parts: list[str]) -> list[str]:
         """The block of a step with every converter stored beside it: after a failure the states served are no
         longer those of the order, and any of its converters may be needed."""
-        block = next(int(p.split("_")[1]) for p in parts if p.startswith("teacher_"))
+        block = next(i for kind, i in map(parse_part, parts) if kind == "teacher")
         return [p for p in block_parts(block, self.num_blocks) if p in self.index.parts]
 
     def _start_reads(self, arrivals: queue.Queue) -> None:
@@ -477,12 +478,12 @@ class ProgressiveModel(_Runtime):
             t = time.perf_counter()
             built = {}
             for part in parts:
-                if part.startswith(("enc.", "dec.")):
-                    kind, b = part.split(".")
-                    built[part] = fill(getattr(self._conv_skel, kind)[int(b)],
+                kind, index = parse_part(part)
+                if kind != "teacher":  # a converter, enc or dec
+                    built[part] = fill(getattr(self._conv_skel, kind)[index],
                                        sub_state(tensors, f"converters.{part}."))
                 else:
-                    i = int(part.split("_")[1]) - 1
+                    i = index - 1
                     mine = sub_state(tensors, "teacher.")
                     built["block"] = (i, fill(self._skel.blocks[i], sub_state(mine, f"blocks.{i}.")),
                                       fill(self._skel.embed, sub_state(mine, "embed.")) if i == 0 else self._embed,
@@ -500,7 +501,7 @@ class ProgressiveModel(_Runtime):
 
     def _assembled(self) -> MixedModel:
         teacher = BlockNet(self._embed, self._blocks, self._head, self._skel.block_widths)
-        have = lambda kind, b: f"{kind}.{b}" in self._conv_in or f"{kind}.{b}" not in self.index.parts  # noqa: E731
+        have = lambda kind, b: converter_part(kind, b) in self._conv_in or converter_part(kind, b) not in self.index.parts  # noqa: E731
         conv = _ConverterSet(*([m if have(kind, b) else _Missing() for b, m in enumerate(getattr(self._conv_skel, kind))]
                                for kind in ("enc", "dec")))
         return MixedModel(teacher, self.student, conv)
@@ -567,7 +568,7 @@ class ParallelModel(ProgressiveModel):
     def _state_after(self, step: int, parts: list[str]) -> str:
         """The state served now with the block that just arrived swapped in (arrival order, not an order)."""
         state = self.state
-        i = next(int(p.split("_")[1]) - 1 for p in parts if p.startswith("teacher_"))
+        i = next(i for kind, i in map(parse_part, parts) if kind == "teacher") - 1
         return state[:i] + TEACHER + state[i + 1:]
 
 
