@@ -192,9 +192,10 @@ def make_profile(raw: dict) -> DeviceProfile:
 
 
 class LoadsimConfig(Section):
-    """Load-time simulation: device profiles (DeviceProfile fields) and the request stream."""
+    """Load-time simulation: storage devices (DeviceProfile fields; "profile" alone means a params profile,
+    conf/profile/) and the request stream."""
     devices: dict[str, dict]  # name -> {read_bandwidth, open_latency_s, threads, warmup_requests}
-    profiles: list[str]  # which devices `dvc repro` simulates (the dvc.yaml matrix)
+    simulate: list[str]  # which of `devices` `dvc repro` simulates (the dvc.yaml matrix)
     repeats: int = Field(3, ge=1, le=100)  # runs per strategy; medians and spread are reported
     request_batch: int = Field(1, ge=1, le=MAX_BATCH)  # images per request
     horizon_s: float = Field(0.5, gt=0, le=3600)  # area under accuracy-vs-time over [0, horizon]; scaled below
@@ -203,6 +204,14 @@ class LoadsimConfig(Section):
     # requests to a local server that delays each request by the latency), beside the file reader
     http_devices: list[str] = Field(default_factory=list)
 
+    @model_validator(mode="before")
+    @classmethod
+    def _renamed(cls, raw):
+        if isinstance(raw, dict) and "profiles" in raw:  # "profile" is the params profile (conf/profile/)
+            raise ValueError(f"loadsim.profiles is now loadsim.simulate: write simulate: {raw['profiles']} (the "
+                             "device names of loadsim.devices that dvc repro simulates)")
+        return raw
+
     @model_validator(mode="after")
     def _devices(self):
         for name, raw in self.devices.items():
@@ -210,9 +219,9 @@ class LoadsimConfig(Section):
                 make_profile({"name": name, **raw})
             except PWLError as e:
                 raise ValueError(str(e.what)) from None
-        unknown = [p for p in self.profiles if p not in self.devices]
+        unknown = [p for p in self.simulate if p not in self.devices]
         if unknown:
-            raise ValueError(f"profiles {unknown} are not defined under loadsim.devices ({sorted(self.devices)})")
+            raise ValueError(f"simulate {unknown} are not defined under loadsim.devices ({sorted(self.devices)})")
         unknown = [p for p in self.http_devices if p not in self.devices]
         if unknown:
             raise ValueError(f"http_devices {unknown} are not defined under loadsim.devices ({sorted(self.devices)})")

@@ -7,11 +7,11 @@ from pwl.build import freeze, init_student
 from pwl.checkpoints import load_weights
 from pwl.losses import PWLObjective
 from pwl.mixing import build_mixed, distilled_parts, state_accuracies
-from pwl.stage import main
+from pwl.stage_cli import main
 from pwl.states import prefix_mean, prefix_order
 from pwl.teacher_bn import target_mixed
 from pwl.train import Trainee
-from pwl.training_stage import TrainingStage
+from pwl.stage_training import TrainingStage
 
 
 def run():

@@ -6,7 +6,7 @@ from pwl.compute import make_compute, seed_and_threads
 from pwl.data import Normalizer, load_prepared
 from pwl.evaluation import block_bytes
 from pwl.mixing import load_trained_mixed, state_accuracies
-from pwl.stage import elapsed, main, setup, write_json
+from pwl.stage_cli import elapsed, main, setup, write_json
 from pwl.states import TEACHER, all_states, label, lattice_summary, prefix_mean, prefix_order, suffix_order
 
 

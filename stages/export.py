@@ -16,7 +16,7 @@ from pwl.env import machine
 from pwl.evaluation import block_bytes
 from pwl.mixing import load_trained_mixed
 from pwl.runtime import block_seconds, export_pack, model_configs, value_order, write_orders
-from pwl.stage import elapsed, main, setup, write_json
+from pwl.stage_cli import elapsed, main, setup, write_json
 from pwl.states import best_order, prefix_order, suffix_order
 
 
@@ -37,9 +37,9 @@ def run():
     devices = {}
     if params.loadsim is not None:  # the value orders need the pack's bytes
         for name in params.loadsim.devices:
-            profile = params.loadsim.device(name)
-            orders[f"value_{name}"] = value_order(val_acc, index, profile)
-            devices[name] = {"profile": profile.model_dump(), "block_s": block_seconds(index, profile),
+            device = params.loadsim.device(name)
+            orders[f"value_{name}"] = value_order(val_acc, index, device)
+            devices[name] = {"profile": device.model_dump(), "block_s": block_seconds(index, device),
                              "order": f"value_{name}"}
     write_orders(out, n, orders, devices)
     bytes_table(out).to_csv(bytes_table_path(params.profile, args.arch), index=False)

@@ -5,10 +5,10 @@ from pwl import paths
 from pwl.build import build, freeze, init_student
 from pwl.checkpoints import load_weights
 from pwl.losses import KDObjective
-from pwl.stage import main
+from pwl.stage_cli import main
 from pwl.teacher_bn import target_teacher
 from pwl.train import Trainee
-from pwl.training_stage import TrainingStage
+from pwl.stage_training import TrainingStage
 
 
 def run():

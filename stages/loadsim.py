@@ -20,7 +20,7 @@ from pwl.runtime.cold import cold_launch
 from pwl.runtime.http import HttpReader, serve
 from pwl.runtime.measure import compare_strategies
 from pwl.runtime.simulate import torch_threads
-from pwl.stage import elapsed, main, setup, write_json
+from pwl.stage_cli import elapsed, main, setup, write_json
 
 
 def run():
@@ -29,7 +29,7 @@ def run():
     if params.loadsim is None:
         raise PWLError("params.yaml has no `loadsim` section", "add one (see conf/config.yaml)")
     cfg, sim = params.for_arch(args.arch), params.loadsim
-    profile = sim.device(args.device)
+    device = sim.device(args.device)
     shard_dir = paths.shards(args.arch)
     value = f"value_{args.device}"
     orders, index = read_orders(shard_dir, ("prefix",)), pack_index(shard_dir)
@@ -41,26 +41,26 @@ def run():
     accuracy = {s: 100 * a for s, a in load_state_accuracy(paths.states_table(params.profile, args.arch, params.seed), "test_acc").items()}
     norm = Normalizer(ds.manifest["mean"], ds.manifest["std"])
     x = norm(ds.test.x[:sim.request_batch])
-    teacher_only_load = predicted_timeline(index, profile, "teacher_only")[-1]["t"]
+    teacher_only_load = predicted_timeline(index, device, "teacher_only")[-1]["t"]
     horizon = max(sim.horizon_s, sim.horizon_teacher_loads * teacher_only_load)
     strategies = {"teacher_only": ("teacher_only", None), "student_only": ("student_only", None),
                   "pwl_prefix": ("pwl", orders["prefix"]), "pwl_value": ("pwl", orders[value]),
                   "pwl_parallel": ("parallel", None)}
-    with ExitStack() as stack, torch_threads(profile.threads):
+    with ExitStack() as stack, torch_threads(device.threads):
         if args.device in sim.http_devices:  # the same, fetched by range requests from a server on loopback
-            url = stack.enter_context(serve(shard_dir, profile.open_latency_s))
+            url = stack.enter_context(serve(shard_dir, device.open_latency_s))
             for name in ("teacher_only", "pwl_prefix"):
-                strategies[f"{name}_http"] = (*strategies[name], lambda: HttpReader.from_profile(profile, url))
-        metrics, timeline, curves = compare_strategies(mixed, shard_dir, profile, strategies, x, accuracy,
+                strategies[f"{name}_http"] = (*strategies[name], lambda: HttpReader.from_profile(device, url))
+        metrics, timeline, curves = compare_strategies(mixed, shard_dir, device, strategies, x, accuracy,
                                                        sim.repeats, horizon)
-    cold = cold_launch(shard_dir, profile)  # a fresh python to PWL's first answer: what the interpreter costs
+    cold = cold_launch(shard_dir, device)  # a fresh python to PWL's first answer: what the interpreter costs
     out = paths.loadsim_dir(params.profile, args.arch, args.device)
     out.mkdir(parents=True, exist_ok=True)
     pd.DataFrame(timeline).to_csv(out / "timelines.csv", index=False, float_format="%.6f")
     pd.DataFrame(curves).to_csv(out / "curves.csv", index=False, float_format="%.6f")
     ttfa = {k: v["ttfa_s"]["median"] for k, v in metrics.items()}
     write_json(out / "metrics.json", {
-        "arch": args.arch, "device": profile.model_dump(), "horizon_s": horizon, "repeats": sim.repeats,
+        "arch": args.arch, "device": device.model_dump(), "horizon_s": horizon, "repeats": sim.repeats,
         "request_batch": sim.request_batch,
         "orders": {"prefix": orders["prefix"], "value": orders[value]},
         "ttfa_ratio_teacher_over_pwl": ttfa["teacher_only"] / ttfa["pwl_prefix"], "cold_launch": cold,

@@ -2,7 +2,7 @@
 from pwl import data, paths
 from pwl.compute import seed_and_threads
 from pwl.env import machine
-from pwl.stage import elapsed, main, setup, write_json
+from pwl.stage_cli import elapsed, main, setup, write_json
 
 
 def run():

@@ -2,9 +2,9 @@
 pretrained weights where the model config names them), best epoch on val. Runs under torchrun too (DDP)."""
 from pwl.build import build
 from pwl.models import init_pretrained
-from pwl.stage import main
+from pwl.stage_cli import main
 from pwl.train import CrossEntropyObjective, Trainee
-from pwl.training_stage import TrainingStage
+from pwl.stage_training import TrainingStage
 
 
 def run():

@@ -159,12 +159,12 @@ BAD = [
     ("inf w_sync string", _set("arch.v.distill.loss.w_sync", "inf"), "w_sync: Input should be a finite number"),
     ("inf mlp_ratio", _vit(_set("arch.v.teacher.mlp_ratio", float("inf"))), "mlp_ratio: Input should be a finite"),
     ("inf latency", _set("loadsim", {"devices": {"sd": {"read_bandwidth": 2e7, "open_latency_s": float("inf")}},
-                                     "profiles": ["sd"]}), "open_latency_s: Input should be a finite number"),
+                                     "simulate": ["sd"]}), "open_latency_s: Input should be a finite number"),
     ("huge latency", _set("loadsim", {"devices": {"sd": {"read_bandwidth": 2e7, "open_latency_s": 1e9}},
-                                      "profiles": ["sd"]}), "open_latency_s: Input should be less than or equal to 10"),
-    ("tiny bandwidth", _set("loadsim", {"devices": {"sd": {"read_bandwidth": 1e-300}}, "profiles": ["sd"]}),
+                                      "simulate": ["sd"]}), "open_latency_s: Input should be less than or equal to 10"),
+    ("tiny bandwidth", _set("loadsim", {"devices": {"sd": {"read_bandwidth": 1e-300}}, "simulate": ["sd"]}),
      "read_bandwidth: Input should be greater than or equal to 10000"),
-    ("huge horizon", _set("loadsim", {"devices": {}, "profiles": [], "horizon_s": 1e12}), "horizon_s"),
+    ("huge horizon", _set("loadsim", {"devices": {}, "simulate": [], "horizon_s": 1e12}), "horizon_s"),
     ("huge seed", _set("seed", 10 ** 20), "seed: Input should be less than or equal to 4294967295"),
     ("seed not a replica", _set("seed", 3), "seeds [0] must include seed 3"),
     ("repeated seeds", _set("seeds", [0, 0]), "must be a non-empty list without repeats"),
@@ -220,12 +220,12 @@ def test_load_params_file_errors(tmp_path):
 
 
 def test_validating_params_imports_no_torch_code():
-    """pwl.config (and pwl.stage, which every stage imports to validate params) load no torch and none of the
+    """pwl.config (and pwl.stage_cli, which every stage imports to validate params) load no torch and none of the
     model, loss or mixing code: their names and schemas come from pwl.schema. Otherwise every stage would
     depend on pwl/losses.py, and a loss edit would rerun prepare and the teachers (tests/test_dvc_deps.py)."""
     import subprocess
     import sys
-    code = ("import sys, pwl.config, pwl.stage; pwl.config.load_params('params.yaml'); "
+    code = ("import sys, pwl.config, pwl.stage_cli; pwl.config.load_params('params.yaml'); "
             "print(sorted(m for m in sys.modules if m.split('.')[0] == 'torch' or m in "
             "('pwl.models', 'pwl.losses', 'pwl.mixing', 'pwl.compute', 'pwl.data')))")
     res = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)
@@ -242,3 +242,13 @@ def test_the_schema_and_the_code_know_the_same_names():
     assert set(CROSS_MODES) == set(objective.CROSS_MODES)
     assert set(MIXED_BN) == set(objective.MIXED_BN)
     assert builders() == families()
+
+
+def test_the_renamed_loadsim_key_says_its_new_name():
+    """`loadsim.profiles` (a name the params profile already has) is now `loadsim.simulate`: the old key is an
+    error that names the new one."""
+    raw = {**minimal(), "loadsim": {"devices": {"sd": {"read_bandwidth": 1e7}}, "profiles": ["sd"]}}
+    with pytest.raises(PWLError, match=r"loadsim.profiles is now loadsim.simulate: write simulate: \['sd'\]"):
+        validate_params(raw)
+    raw["loadsim"]["simulate"] = raw["loadsim"].pop("profiles")
+    assert validate_params(raw).loadsim.simulate == ["sd"]

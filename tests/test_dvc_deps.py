@@ -241,7 +241,7 @@ def test_a_loss_or_model_edit_reruns_only_the_stages_that_run_that_code():
             assert not any(covers_file(f, g) for g in imported), f"{name} imports {f}"
             assert f not in deps, f"{name} declares {f}"
     assert "pwl/losses.py" in entries(STAGES["distill"], "deps")
-    validation = ("pwl/stage.py", "pwl/config.py", "pwl/schema")
+    validation = ("pwl/stage_cli.py", "pwl/config.py", "pwl/schema")
     for name, stage in STAGES.items():
         assert set(validation) <= set(entries(stage, "deps")), name
 

@@ -23,7 +23,7 @@ from pwl.profile import compose
 from pwl.runtime import export_pack, model_configs, pack_index, read_orders, write_orders
 from pwl.runtime.export import ORDERS_FILE
 from pwl.runtime.progressive import skeleton_factory
-from pwl.stage import main
+from pwl.stage_cli import main
 from pwl.states import prefix_order
 from test_data import prepare_fake
 
@@ -84,7 +84,7 @@ def mutated(draw, base):
 
 
 def exit_status(fn) -> int:
-    """What a stage wrapped by pwl.stage.main would exit with: 0, 2 for a PWLError; anything else escapes
+    """What a stage wrapped by pwl.stage_cli.main would exit with: 0, 2 for a PWLError; anything else escapes
     and fails the test with its traceback."""
     try:
         main(fn)

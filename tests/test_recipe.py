@@ -22,7 +22,7 @@ from pwl.profile import compose
 from pwl.report.recipe import ITEMS, recipe_rows
 from pwl.teacher_bn import target_mixed, target_teacher
 from pwl.train import Trainee, TrainingRun, fit, lr_factor, without_decay_on_norm_bias
-from pwl.training_stage import TrainingStage
+from pwl.stage_training import TrainingStage
 from test_config import VIT, minimal
 
 REPO = Path(__file__).resolve().parents[1]

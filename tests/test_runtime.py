@@ -767,7 +767,7 @@ def test_loadsim_metrics_feed_the_report(setup, tmp_path, monkeypatch):
                                                   "ttfa_ratio_teacher_over_pwl": 2.0}))
     pd.DataFrame(curves).to_csv(out / "curves.csv", index=False)
     table, _ = tables.loadsim("default", "vgg", ["sdcard"])
-    params = SimpleNamespace(loadsim=DEVICES.model_copy(update={"profiles": ["sdcard"], "repeats": 2}))
+    params = SimpleNamespace(loadsim=DEVICES.model_copy(update={"simulate": ["sdcard"], "repeats": 2}))
     text = "\n".join(markdown.loadsim_section(params, {"vgg": table, "resnet": table.copy()}))  # rows of 2 archs
     for expected in ("Where the first answer's time goes", "**Stalls.**", "**Overlap.**", "**File against HTTP**",
                      "vgg/sdcard/pwl_prefix_http TTFA", "**Measured against modelled**"):

@@ -259,7 +259,7 @@ def budget_section(per_arch: dict) -> list[str]:
 def loadsim_section(params, loadsim: dict) -> list[str]:
     sim = params.loadsim
     devs = ", ".join(f"`{d}` {p.read_bandwidth / 1e6:g} MB/s + {1e3 * p.open_latency_s:g} ms/request"
-                     for d, p in ((d, sim.device(d)) for d in sim.profiles))
+                     for d, p in ((d, sim.device(d)) for d in sim.simulate))
     out = ["## Load-time simulation: accuracy against time since launch", "",
            f"Devices: {devs}; {sim.repeats} runs per strategy, requests of {sim.request_batch} image(s) sent back to "
            "back from launch. Every byte comes from one file per model (`model.safetensors`: the header, then the "

@@ -12,7 +12,7 @@ from .compute import Compute, make_compute, seed_and_threads
 from .config import ArchConfig, Params
 from .data import Dataset, Normalizer, Split, load_prepared
 from .evaluation import accuracy
-from .stage import elapsed, epoch_logger, setup, training_done, write_json
+from .stage_cli import elapsed, epoch_logger, setup, training_done, write_json
 from .train import FitResult, Trainee, TrainingRun, fit
 
 
