@@ -10,9 +10,9 @@ CROSS_MODES = {
 
 # The student's BatchNorm in mixed passes (pwl.losses.MIXED_BN implements each): name -> what it does.
 MIXED_BN = {
-    "update": "batch statistics; running statistics move",
     "freeze": "batch statistics; running statistics kept",
     "eval": "running statistics, as at inference: mixed states trained as they are served",
+    "update": "batch statistics; running statistics move",
 }
 
 
