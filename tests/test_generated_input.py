@@ -22,7 +22,7 @@ from pwl.models import parse_model_config
 from pwl.profile import compose
 from pwl.runtime import export_pack, model_configs, pack_index, read_orders, write_orders
 from pwl.runtime.export import ORDERS_FILE
-from pwl.runtime.progressive import skeleton_factory
+from pwl.runtime.skeletons import skeleton_factory
 from pwl.stage_cli import main
 from pwl.states import prefix_order
 from test_data import prepare_fake

@@ -32,7 +32,8 @@ from pwl.runtime.measure import FIRST_ANSWER_STEPS, compare_strategies, read_ahe
 from pwl.runtime.export import ORDERS_FILE
 from pwl.runtime.pack import (PackIndex, block_parts, pack_index, pack_path, parse_part, part_name, step_parts,
                               teacher_part)
-from pwl.runtime.progressive import FIRST_ANSWER_WAIT_S, skeleton_factory
+from pwl.runtime.skeletons import skeleton_factory
+from pwl.runtime.strategies import FIRST_ANSWER_WAIT_S
 from pwl.runtime.turns import TurnLock
 from pwl.states import all_states, best_order, changed_block, prefix_order
 

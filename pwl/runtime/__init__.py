@@ -1,7 +1,8 @@
 """Load-time simulation of PWL: a pack on a slow device, a model that upgrades itself while serving."""
 from .device import DeviceProfile, make_profile
 from .orders import block_seconds, order_area, value_order
-from .progressive import ParallelModel, ProgressiveModel, TeacherOnlyModel, skeleton_factory
+from .skeletons import skeleton_factory
+from .strategies import ParallelModel, ProgressiveModel, TeacherOnlyModel
 from .pack import PackIndex, pack_index, parse_part, part_name, step_parts
 from .reader import PlainReader, ThrottledReader, TokenBucket
 from .export import export_pack, model_configs, read_orders, write_orders

@@ -18,7 +18,8 @@ import torch
 
 from ..errors import PWLError
 from ..states import STUDENT, TEACHER, changed_block
-from .progressive import ParallelModel, ProgressiveModel, TeacherOnlyModel, overlaps_first_read
+from .requests import overlaps_first_read
+from .strategies import ParallelModel, ProgressiveModel, TeacherOnlyModel
 from .pack import STUDENT_PART, PackIndex, block_parts, parse_part, step_parts, teacher_part
 
 STRATEGIES = ("teacher_only", "student_only", "pwl", "parallel")
