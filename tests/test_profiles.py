@@ -102,7 +102,8 @@ def test_seed_override_carries_the_replica_list(tmp_path):
 def test_the_paper_profiles_share_one_base(tmp_path):
     """Every published value is written once (conf/paper/base.yaml): the two paper profiles differ in their names
     and dataset only."""
-    c10, c100 = (compose(f"paper-{d}", out=tmp_path / f"{d}.yaml", conf=REPO / "conf").model_dump() for d in ("cifar10", "cifar100"))
+    c10, c100 = (compose(f"paper-{d}", out=tmp_path / f"{d}.yaml", conf=REPO / "conf").model_dump()
+                 for d in ("cifar10", "cifar100"))
     for p in (c10, c100):
         p.pop("profile"), p.pop("name"), p["data"].pop("dataset")
     assert c10 == c100
