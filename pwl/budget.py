@@ -21,6 +21,7 @@ import pandas as pd
 from . import paths
 from .config import load_params
 from .errors import PWLError
+from .manifests import EXPORT_FIX
 from .states import STUDENT, TEACHER, all_states, converter_switches, label
 
 BYTES_TABLE = "state_bytes.csv"
@@ -45,7 +46,7 @@ def part_bytes(shard_dir: Path) -> dict[str, list[int]]:
     parts["student"][-1] += index.tensor_bytes("student.head.")
     if sum(parts["student"]) != index.part_bytes(part_name("student")):
         raise PWLError(f"the student in {index.path} has tensors outside its embedder, blocks and head",
-                       "export the model again (dvc repro -f export@<arch>)")
+                       EXPORT_FIX)
     return parts
 
 

@@ -136,7 +136,8 @@ def check(schema: type[BaseModel], raw, path: Path, what: str, fix: str) -> Base
 
 
 PREPARED_FIX = "run `dvc repro -f prepare` to write data/prepared again"
-SHARDS_FIX = "export the shards again (`dvc repro -f export@<arch>`)"
+# the one fix for anything wrong with an export (the pack, its orders): pwl.runtime and pwl.budget say it too
+EXPORT_FIX = "export the model again (`dvc repro -f export@<arch>`)"
 
 
 def read_prepared_manifest(path: Path) -> dict:
@@ -149,10 +150,10 @@ def read_prepared_manifest(path: Path) -> dict:
 def check_orders(raw, path: Path, fmt: str, names: tuple[str, ...] = ()) -> dict:
     """Parsed loading orders, checked (format `fmt`, and holding the orders `names`); returned unchanged."""
     if isinstance(raw, dict) and raw.get("format") != fmt:
-        raise PWLError(f"{path} has format {raw.get('format')!r}, expected {fmt!r}", SHARDS_FIX)
-    check(OrdersFile, raw, path, "loading orders", SHARDS_FIX)
+        raise PWLError(f"{path} has format {raw.get('format')!r}, expected {fmt!r}", EXPORT_FIX)
+    check(OrdersFile, raw, path, "loading orders", EXPORT_FIX)
     missing = [o for o in names if o not in raw["orders"]]
     if missing:
         raise PWLError(f"loading orders {path} lack {', '.join(missing)} (they hold {', '.join(raw['orders'])})",
-                       SHARDS_FIX)
+                       EXPORT_FIX)
     return raw

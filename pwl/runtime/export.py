@@ -15,7 +15,7 @@ import torch
 
 from ..atomic import atomic_write
 from ..errors import PWLError
-from ..manifests import check_orders
+from ..manifests import EXPORT_FIX, check_orders
 from ..mixing import MixedModel
 from ..states import is_order
 from .pack import STUDENT_PART, PackIndex, block_parts, pack_index, pack_path, parse_part, write_pack
@@ -88,9 +88,9 @@ def read_orders(shard_dir: Path, names: tuple[str, ...] = ()) -> dict[str, list[
     """The loading orders of an export folder, checked (pwl.manifests) and holding the orders `names`."""
     path = Path(shard_dir) / ORDERS_FILE
     if not path.exists():
-        raise PWLError(f"loading orders {path} are missing", "export the model again (dvc repro -f export@<arch>)")
+        raise PWLError(f"loading orders {path} are missing", EXPORT_FIX)
     try:
         raw = json.loads(path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError, OSError, RecursionError) as e:
-        raise PWLError(f"loading orders {path} are corrupt ({e})", "export the model again") from None
+        raise PWLError(f"loading orders {path} are corrupt ({e})", EXPORT_FIX) from None
     return check_orders(raw, path, ORDERS_FORMAT, names)["orders"]

@@ -7,6 +7,7 @@ import math
 from typing import Optional
 
 from ..errors import PWLError
+from ..manifests import EXPORT_FIX
 from ..states import STUDENT, TEACHER, all_states
 from .pack import block_parts, needed_converters, parse_part
 
@@ -20,9 +21,9 @@ def accuracy_table(raw, num_blocks: int, source: str) -> Optional[dict[str, floa
         table = {s: float(raw[s]) for s in states}
     except (KeyError, TypeError, ValueError) as e:
         raise PWLError(f"{source}: the validation accuracy table lacks or garbles state {e}",
-                       f"give a number for every one of the {len(states)} states (export the shards again)") from None
+                       f"give a number for every one of the {len(states)} states, or {EXPORT_FIX}") from None
     if not all(math.isfinite(v) for v in table.values()):
-        raise PWLError(f"{source}: the validation accuracy table has non-finite values", "export the shards again")
+        raise PWLError(f"{source}: the validation accuracy table has non-finite values", EXPORT_FIX)
     return table
 
 

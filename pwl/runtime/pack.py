@@ -30,11 +30,11 @@ import torch
 
 from ..atomic import atomic_write
 from ..errors import PWLError
+from ..manifests import EXPORT_FIX
 from ..states import converter_switches
 
 PACK_FILE = "model.safetensors"
 PACK_FORMAT = "pwl-pack/1"
-FIX = "export the shards again (dvc repro -f export@<arch>)"
 DTYPES = {"F64": torch.float64, "F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16,
           "I64": torch.int64, "I32": torch.int32, "I16": torch.int16, "I8": torch.int8, "U8": torch.uint8,
           "BOOL": torch.bool}
@@ -64,7 +64,7 @@ def parse_part(name: str) -> tuple[str, int | None]:
         return "teacher", int(m.group(1))
     if m := re.fullmatch(r"(enc|dec)\.(0|[1-9][0-9]*)", name):
         return m.group(1), int(m.group(2))
-    raise PWLError(f"{name!r} is not a part name of a pack", FIX)
+    raise PWLError(f"{name!r} is not a part name of a pack", EXPORT_FIX)
 
 
 def teacher_part(block: int) -> str:
@@ -150,7 +150,7 @@ class PackIndex:
         """The byte range covering `names` (parts next to each other in the file)."""
         rs = sorted(self.parts[n][:2] for n in names)
         if any(a[1] != b[0] for a, b in zip(rs, rs[1:])):
-            raise PWLError(f"parts {names} of {self.path} are not contiguous", FIX)
+            raise PWLError(f"parts {names} of {self.path} are not contiguous", EXPORT_FIX)
         return rs[0][0], rs[-1][1]
 
     def part_bytes(self, name: str) -> int:
@@ -163,7 +163,7 @@ class PackIndex:
         view = memoryview(buf)[start - buf_start:end - buf_start]
         if len(view) != end - start or hashlib.sha256(view).hexdigest() != sha:
             raise PWLError(f"part {name} of {self.path} is corrupt or truncated: {len(view)} of its {end - start} "
-                           f"bytes arrived and they do not match the sha256 in the header", FIX)
+                           f"bytes arrived and they do not match the sha256 in the header", EXPORT_FIX)
 
     def tensors_of(self, name: str, buf: bytearray, buf_start: int) -> dict[str, torch.Tensor]:
         """The tensors of part `name` inside `buf`, sharing its memory (no copy)."""
@@ -191,7 +191,7 @@ def read_index(f) -> PackIndex:
         parts = {k: (base + v["start"], base + v["end"], v["sha256"]) for k, v in meta.pop("parts").items()}
         int(meta["num_blocks"]), meta["configs"]["student"], meta["configs"]["teacher"]
     except (struct.error, ValueError, KeyError, TypeError, AttributeError, UnicodeDecodeError) as e:
-        raise PWLError(f"the header of {path} is unreadable ({type(e).__name__}: {e})", FIX) from None
+        raise PWLError(f"the header of {path} is unreadable ({type(e).__name__}: {e})", EXPORT_FIX) from None
     return PackIndex(str(path), meta, tensors, parts, base)
 
 
@@ -210,4 +210,4 @@ def pack_index(shard_dir: Path) -> PackIndex:
         with PlainReader().open(path) as f:
             return read_index(f)
     except OSError as e:
-        raise PWLError(f"cannot read {path} ({e})", FIX) from None
+        raise PWLError(f"cannot read {path} ({e})", EXPORT_FIX) from None

@@ -7,8 +7,9 @@ import time
 from typing import Callable, Optional
 
 from ..errors import PWLError
+from ..manifests import EXPORT_FIX
 from ..models import BlockNet
-from .pack import FIX, PackIndex, read_index
+from .pack import PackIndex, read_index
 from .skeletons import skeleton_factory
 
 OVERLAP_MIN_S = 0.005  # the first request's weights take at least this long to arrive: build the skeleton meanwhile
@@ -66,7 +67,7 @@ class PackRequests:
                 if errors:
                     raise errors[0]
         except OSError as e:
-            raise PWLError(f"cannot read {self.path} ({e})", FIX) from None
+            raise PWLError(f"cannot read {self.path} ({e})", EXPORT_FIX) from None
         cost = {"read_s": time.perf_counter() - t, "skeleton_s": skeleton_s}
         self._event("read", None, file="header+" + "+".join(names), **cost)
         return chunks, cost, skeleton
@@ -84,7 +85,7 @@ class PackRequests:
             self._event("read", self.state, file=label, read_s=cost["read_s"])
             self._verify({p: (buf, lo) for p in parts}, cost)
         except (OSError, PWLError) as e:
-            err = e if isinstance(e, PWLError) else PWLError(f"cannot read {label} from {self.path} ({e})", FIX)
+            err = e if isinstance(e, PWLError) else PWLError(f"cannot read {label} from {self.path} ({e})", EXPORT_FIX)
             return parts, None, 0, None, err
         return parts, buf, lo, cost, None
 

@@ -17,6 +17,7 @@ from typing import Optional
 import torch
 
 from ..errors import PWLError
+from ..manifests import EXPORT_FIX
 from ..states import STUDENT, TEACHER, changed_block
 from .requests import overlaps_first_read
 from .strategies import ParallelModel, ProgressiveModel, TeacherOnlyModel
@@ -248,7 +249,7 @@ def unthrottled_runs(shard_dir: Path, profile, strategy: str, x: torch.Tensor, o
     for r in range(runs + 1):
         res = run_requests(shard_dir, profile, strategy, x, order=order, reader=PlainReader())
         if res["error"]:
-            raise PWLError(f"the unthrottled {strategy} run failed: {res['error']}", "export the shards again")
+            raise PWLError(f"the unthrottled {strategy} run failed: {res['error']}", EXPORT_FIX)
         if r:
             out.append(res)
     return out

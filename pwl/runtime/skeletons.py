@@ -6,9 +6,9 @@ import torch
 from torch import nn
 
 from ..errors import PWLError
+from ..manifests import EXPORT_FIX
 from ..mixing import Converters
 from ..models import BlockNet, build_model, parse_model_config
-from .pack import FIX
 
 
 class Missing(nn.Module):
@@ -56,7 +56,7 @@ def fill(skeleton: nn.Module, state: dict) -> nn.Module:
     bad = sorted(set(slots) ^ set(state)) + [k for k, (d, n) in slots.items() if k in state and d[n].shape != state[k].shape]
     if bad:
         raise PWLError(f"pack tensors do not fit the model skeleton: {bad[:4]} missing, unexpected or of another shape",
-                       "the header's configs differ from the exported model: " + FIX)
+                       "the header's configs differ from the exported model: " + EXPORT_FIX)
     for key, (store, name) in slots.items():
         t = state[key]
         store[name] = nn.Parameter(t, requires_grad=False) if isinstance(store[name], nn.Parameter) else t
