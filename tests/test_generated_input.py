@@ -65,7 +65,7 @@ def mutated(draw, base):
     for _ in range(draw(st.integers(1, 3))):
         path = draw(st.sampled_from(list(_paths(raw))[1:] or [()]))
         if not path:
-            return draw(VALUES)
+            return copy.deepcopy(draw(VALUES))
         parent, key = _node(raw, path[:-1]), path[-1]
         value = parent[key]
         op = draw(st.sampled_from(["replace", "scale", "delete", "add", "duplicate"]))
@@ -75,11 +75,11 @@ def mutated(draw, base):
         elif op == "delete":
             del parent[key]
         elif op == "add" and isinstance(value, dict):
-            value[draw(st.sampled_from(["extra", "epochs", "file", "orders", "x"]))] = draw(VALUES)
+            value[draw(st.sampled_from(["extra", "epochs", "file", "orders", "x"]))] = copy.deepcopy(draw(VALUES))
         elif op == "duplicate" and isinstance(value, list):
             value.extend(value[:1]) if draw(st.booleans()) else value.clear()
         else:
-            parent[key] = draw(VALUES)
+            parent[key] = copy.deepcopy(draw(VALUES))  # st.just({}) is one object: never alias it into itself
     return raw
 
 
