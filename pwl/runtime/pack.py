@@ -6,7 +6,7 @@ Why one file: a hub-hosted model is one file fetched by byte ranges, and a devic
 request, not per tensor. Layout, in this order:
   header          safetensors JSON; its `__metadata__["pwl"]` holds what the first answer needs (format, block
                   count, model configs, every part's byte range and sha256, the validation accuracy table), so
-                  the first answer costs one request and nothing else (no manifest read before it).
+                  the first answer costs one request and nothing else (no other file is read before it).
   student         every student tensor (keys `student.*`): header + student is one contiguous read.
   per block i     `converters.dec.{i-2}.*` (student -> teacher into block i), teacher block i (`teacher.*`, with
                   the embedder for block 1 and the head for block N), `converters.enc.{i-1}.*` (teacher ->
