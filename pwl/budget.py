@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from . import paths
+from . import paths, table_schema
 from .config import load_params
 from .errors import PWLError
 from .manifests import EXPORT_FIX
@@ -59,7 +59,7 @@ def state_bytes(parts: dict[str, list[int]], state: str) -> dict[str, int]:
             "converter_bytes": conv}
 
 
-def bytes_table(shard_dir: Path) -> pd.DataFrame:
+def state_bytes_table(shard_dir: Path) -> pd.DataFrame:
     """One row per state: its label and the bytes it needs (total, teacher, student, converters)."""
     parts = part_bytes(shard_dir)
     n = len(parts["teacher"])
@@ -92,12 +92,8 @@ def load(name: str, arch: str, seed) -> pd.DataFrame:
     """evaluate's accuracies (val, test; fractions) of the exported replica joined with export's bytes per
     state, from report `name`."""
     states, nbytes_path = paths.states_table(name, arch, seed), bytes_table_path(name, arch)
-    need = {states: f"dvc repro evaluate@{arch}-{seed}", nbytes_path: f"dvc repro export@{arch}"}
-    for path, cmd in need.items():
-        if not path.exists():
-            raise PWLError(f"{path} is missing", f"run `{cmd}` (from the repository root) first")
-    acc = pd.read_csv(states, dtype={"state": str})
-    nbytes = pd.read_csv(nbytes_path, dtype={"state": str})
+    acc = table_schema.states_table(states, arch, seed)
+    nbytes = table_schema.bytes_table(nbytes_path, arch)
     table = nbytes.merge(acc[["state", "val_acc", "test_acc"]], on="state", how="inner")
     if len(table) != len(nbytes) or len(table) != len(acc):
         raise PWLError(f"{states} and {nbytes_path} list different states",
@@ -115,6 +111,9 @@ def main(argv=None) -> int:
         if not args.max_bytes > 0:
             raise PWLError(f"--max-bytes {args.max_bytes} must be a positive number of bytes", "e.g. --max-bytes 2e6")
         params = load_params(args.params)
+        if args.arch not in params.arch:
+            raise PWLError(f"unknown arch {args.arch!r} (known in {args.params}: {', '.join(sorted(params.arch))})",
+                           f"pass one the pipeline has exported, e.g. --arch {params.archs[0]}")
         table = load(params.profile, args.arch, params.seed)
         best = choose(table, args.max_bytes)
     except PWLError as e:
@@ -122,7 +121,7 @@ def main(argv=None) -> int:
         return 2
     full = table.loc[table["state"] == "T" * len(best["state"])].iloc[0]
     print(f"{args.arch}: best state within {args.max_bytes:,.0f} bytes, chosen on validation: {best['state']} "
-          f"({best['label']}, {int(best['bytes']):,} bytes = {100 * best['bytes'] / full['bytes']:.0f}% of the "
+          f"({label(best['state'])}, {int(best['bytes']):,} bytes = {100 * best['bytes'] / full['bytes']:.0f}% of the "
           f"teacher's {int(full['bytes']):,})")
     print(f"  validation accuracy {100 * best['val_acc']:.2f}%, test accuracy {100 * best['test_acc']:.2f}% "
           f"(teacher {100 * full['test_acc']:.2f}%)")

@@ -2,6 +2,7 @@
 import pandas as pd
 
 from pwl import paths
+from pwl.atomic import atomic_write
 from pwl.compute import make_compute, seed_and_threads
 from pwl.data import Normalizer, load_prepared
 from pwl.evaluation import block_bytes
@@ -24,8 +25,8 @@ def run():
     table = pd.DataFrame({"state": states, "label": [label(s) for s in states],
                           "teacher_blocks": [s.count(TEACHER) for s in states],
                           "val_acc": [acc["val"][s] for s in states], "test_acc": [acc["test"][s] for s in states]})
-    paths.states_table(params.profile, args.arch, params.seed).parent.mkdir(parents=True, exist_ok=True)
-    table.to_csv(paths.states_table(params.profile, args.arch, params.seed), index=False, float_format="%.5f")
+    atomic_write(paths.states_table(params.profile, args.arch, params.seed),
+                 lambda tmp: table.to_csv(tmp, index=False, float_format="%.5f"))
     test = acc["test"]
     prefix, suffix = prefix_order(mixed.num_blocks), suffix_order(mixed.num_blocks)
     steps = [test[b] - test[a] for a, b in zip(prefix, prefix[1:])]

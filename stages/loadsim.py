@@ -9,13 +9,14 @@ from contextlib import ExitStack
 
 import pandas as pd
 
-from pwl import paths
+from pwl import paths, table_schema
+from pwl.atomic import atomic_write
 from pwl.compute import seed_and_threads
 from pwl.data import Normalizer, load_prepared
 from pwl.env import machine
 from pwl.errors import PWLError
 from pwl.mixing import load_trained_mixed
-from pwl.runtime import load_state_accuracy, pack_index, predicted_timeline, read_orders
+from pwl.runtime import pack_index, predicted_timeline, read_orders
 from pwl.runtime.cold import cold_launch
 from pwl.runtime.http import HttpReader, serve
 from pwl.runtime.measure import compare_strategies
@@ -38,7 +39,9 @@ def run():
                        f"export again with this device in loadsim.devices (dvc repro export@{args.arch})")
     ds = load_prepared(paths.DATA)
     mixed = load_trained_mixed(args.arch, cfg, ds, params.seed)
-    accuracy = {s: 100 * a for s, a in load_state_accuracy(paths.states_table(params.profile, args.arch, params.seed), "test_acc").items()}
+    states = table_schema.states_table(paths.states_table(params.profile, args.arch, params.seed), args.arch,
+                                       params.seed)
+    accuracy = {s: 100 * a for s, a in zip(states["state"], states["test_acc"])}
     norm = Normalizer(ds.manifest["mean"], ds.manifest["std"])
     x = norm(ds.test.x[:sim.request_batch])
     teacher_only_load = predicted_timeline(index, device, "teacher_only")[-1]["t"]
@@ -55,9 +58,9 @@ def run():
                                                        sim.repeats, horizon)
     cold = cold_launch(shard_dir, device)  # a fresh python to PWL's first answer: what the interpreter costs
     out = paths.loadsim_dir(params.profile, args.arch, args.device)
-    out.mkdir(parents=True, exist_ok=True)
-    pd.DataFrame(timeline).to_csv(out / "timelines.csv", index=False, float_format="%.6f")
-    pd.DataFrame(curves).to_csv(out / "curves.csv", index=False, float_format="%.6f")
+    for file, rows in (("timelines.csv", timeline), ("curves.csv", curves)):
+        atomic_write(out / file, lambda tmp, rows=rows: pd.DataFrame(rows).to_csv(tmp, index=False,
+                                                                                  float_format="%.6f"))
     ttfa = {k: v["ttfa_s"]["median"] for k, v in metrics.items()}
     write_json(out / "metrics.json", {
         "arch": args.arch, "device": device.model_dump(), "horizon_s": horizon, "repeats": sim.repeats,

@@ -68,7 +68,7 @@ def _nbytes(*modules) -> int:
 def test_state_bytes_count_the_parts_each_state_runs(shards):
     mixed, out = shards
     t, s, c = mixed.teacher, mixed.student, mixed.converters
-    table = budget.bytes_table(out).set_index("state")
+    table = budget.state_bytes_table(out).set_index("state")
     assert list(table.index) == all_states(3) and (table["label"] == [label(x) for x in table.index]).all()
     assert table.loc["TTT", "bytes"] == _nbytes(t) and table.loc["SSS", "bytes"] == _nbytes(s)
     # block 1 from the teacher (with its embedder), blocks 2-3 from the student (with its head), E_1 between
@@ -85,7 +85,7 @@ def _write_tables(root: Path, shard_dir: Path, arch: str = "vgg") -> pd.DataFram
     compose("smoke", out=root / "params.yaml", conf=REPO / "conf")
     metrics = root / "reports" / "smoke" / "metrics" / arch
     (metrics / "s0").mkdir(parents=True)
-    nbytes = budget.bytes_table(shard_dir)
+    nbytes = budget.state_bytes_table(shard_dir)
     nbytes.to_csv(metrics / "state_bytes.csv", index=False)
     acc = pd.DataFrame({"state": nbytes["state"], "label": nbytes["label"],
                         "val_acc": [0.5 + 0.05 * s.count("T") for s in nbytes["state"]],
