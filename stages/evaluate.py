@@ -3,16 +3,17 @@ import pandas as pd
 
 from pwl import paths
 from pwl.atomic import atomic_write
-from pwl.build import load_trained_mixed
-from pwl.compute import make_compute
+from pwl.compute import make_compute, seed_and_threads
 from pwl.data import Normalizer, load_prepared
-from pwl.evaluation import block_bytes, state_accuracies
-from pwl.stage import elapsed, main, setup, write_json
+from pwl.evaluation import block_bytes
+from pwl.mixing import load_trained_mixed, state_accuracies
+from pwl.stage_cli import elapsed, main, setup, write_json
 from pwl.states import TEACHER, all_states, label, lattice_summary, prefix_mean, prefix_order, suffix_order
 
 
 def run():
     params, args = setup(__doc__, replica=True)
+    seed_and_threads(params)
     cfg = params.for_arch(args.arch)
     ds = load_prepared(paths.DATA)
     norm = Normalizer(ds.manifest["mean"], ds.manifest["std"])

@@ -16,7 +16,7 @@ from pwl.atomic import replace_dir, staging_dir
 from pwl.config import load_params, validate_params
 from pwl.errors import PWLError
 from pwl.profile import compose
-from pwl.stage import epoch_logger
+from pwl.stage_cli import epoch_logger
 from test_train import fit_plain, tiny_net
 
 REPO = Path(__file__).resolve().parents[1]
@@ -42,7 +42,7 @@ def edited(raw: dict, dotted: str, value) -> dict:
 @pytest.mark.parametrize("dotted, value, needle", [
     ("archs", [], "archs: List should have at least 1 item"),
     ("seeds", [], "seeds: List should have at least 1 item"),
-    ("loadsim.profiles", [], "loadsim.profiles: List should have at least 1 item"),
+    ("loadsim.simulate", [], "loadsim.simulate: List should have at least 1 item"),
     ("arch.vgg.train_teacher.epochs", True, "arch.vgg.train_teacher.epochs: true is a yes/no value, not a number"),
     ("eval.batch_size", False, "eval.batch_size: false is a yes/no value"),
     ("seed", True, "seed: true is a yes/no value"),
@@ -173,11 +173,10 @@ def test_resume_checkpoint_that_fits_the_params_but_not_the_model(tmp_path, dama
 def pack_dir(tmp_path_factory):
     from conftest import PAIRS, make_mixed
     from pwl.models import parse_model_config
-    from pwl.runtime import export_shards, model_configs
-    from pwl.states import prefix_order
+    from pwl.runtime import export_pack, model_configs
     out = tmp_path_factory.mktemp("pack")
     tc, sc = (parse_model_config(PAIRS["vgg"][r]) for r in ("teacher", "student"))
-    export_shards(make_mixed("vgg"), out, model_configs(tc, sc, 3, 5, 8), {"prefix": prefix_order(3)})
+    export_pack(make_mixed("vgg"), out, model_configs(tc, sc, 3, 5, 8))
     return out
 
 
@@ -227,7 +226,7 @@ def test_pack_header_fields_outside_the_sha256(pack_dir, tmp_path, edit, needle)
     (d / PACK_FILE).write_bytes(join_pack(header, meta, data))
     with pytest.raises(PWLError) as err:
         use_pack(d)
-    assert needle in str(err.value) and "export the shards again" in str(err.value), str(err.value)
+    assert needle in str(err.value) and "export the model again" in str(err.value), str(err.value)
 
 
 def test_generated_pack_headers(pack_dir, tmp_path_factory):
