@@ -276,7 +276,7 @@ class Params(Section):
     name: str = Field("default", pattern=REPORT_NAME)  # this run's report folder, reports/<name>/
     seed: int = Field(0, ge=0, le=SEED_MAX)  # the data split's seed, and the training replica export/loadsim use
     # training replicas (train/kd/distill/evaluate); strict: `seeds: [true]` is no seed 1
-    seeds: list[Annotated[int, Field(ge=0, le=SEED_MAX, strict=True)]] = Field([0], min_length=1)
+    seeds: list[Annotated[int, Field(ge=0, le=SEED_MAX, strict=True)]] = [0]  # empty: see _seeds
     threads: int = Field(0, ge=0, le=MAX_THREADS)  # 0 = every core
     compute: ComputeConfig = ComputeConfig()
     data: DataConfig = DataConfig()

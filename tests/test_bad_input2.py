@@ -41,7 +41,7 @@ def edited(raw: dict, dotted: str, value) -> dict:
 
 @pytest.mark.parametrize("dotted, value, needle", [
     ("archs", [], "archs: List should have at least 1 item"),
-    ("seeds", [], "seeds: List should have at least 1 item"),
+    ("seeds", [], "seeds [] must be a non-empty list without repeats"),
     ("loadsim.simulate", [], "loadsim.simulate: List should have at least 1 item"),
     ("arch.vgg.train_teacher.epochs", True, "arch.vgg.train_teacher.epochs: true is a yes/no value, not a number"),
     ("eval.batch_size", False, "eval.batch_size: false is a yes/no value"),
@@ -209,23 +209,26 @@ def use_pack(d: Path) -> None:
 
 
 @pytest.mark.parametrize("edit, needle", [
-    (lambda h, m: m.update(num_blocks=7), "num_blocks is 7 but the teacher parts are"),
-    (lambda h, m: m.update(num_blocks="3"), "num_blocks is '3'"),
-    (lambda h, m: m.update(num_blocks=True), "num_blocks is True"),
-    (lambda h, m: h["student.head.weight"].update(shape=[5, 999]), "student.head.weight: shape [5, 999]"),
-    (lambda h, m: h["student.head.weight"].update(shape=[-5, -16]), "a dimension of tensor student.head.weight"),
-    (lambda h, m: m["parts"]["teacher_2"].update(end=10 ** 12), "teacher_2"),
-    (lambda h, m: m["parts"]["teacher_2"].update(sha256="zz"), "sha256 'zz' is not 64 hex digits"),
+    (lambda h, m, k: m.update(num_blocks=7), "num_blocks is 7 but the teacher parts are"),
+    (lambda h, m, k: m.update(num_blocks="3"), "num_blocks is '3'"),
+    (lambda h, m, k: m.update(num_blocks=True), "num_blocks is True"),
+    (lambda h, m, k: h[k].update(shape=[5, 999]), "{k}: shape [5, 999]"),
+    (lambda h, m, k: h[k].update(shape=[-5, -16]), "a dimension of tensor {k}"),
+    (lambda h, m, k: h[k].update(data_offsets=[8]), "IndexError"),
+    (lambda h, m, k: m["parts"]["teacher_2"].update(end=10 ** 12), "teacher_2"),
+    (lambda h, m, k: m["parts"]["teacher_2"].update(sha256="zz"), "sha256 'zz' is not 64 hex digits"),
 ])
 def test_pack_header_fields_outside_the_sha256(pack_dir, tmp_path, edit, needle):
     from pwl.runtime.pack import PACK_FILE
     d = tmp_path / "shards"
     d.mkdir()
     header, meta, data = split_pack((pack_dir / PACK_FILE).read_bytes())
-    edit(header, meta)
+    key = [k for k, v in header.items() if k.startswith("student.") and len(v["shape"]) == 2][-1]  # a 2-D weight
+    edit(header, meta, key)
     (d / PACK_FILE).write_bytes(join_pack(header, meta, data))
     with pytest.raises(PWLError) as err:
         use_pack(d)
+    needle = needle.format(k=key)
     assert needle in str(err.value) and "export the model again" in str(err.value), str(err.value)
 
 

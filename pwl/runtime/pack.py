@@ -227,7 +227,7 @@ def read_index(f) -> PackIndex:
         parts = {k: (base + v["start"], base + v["end"], v["sha256"]) for k, v in meta.pop("parts").items()}
         meta["configs"]["student"], meta["configs"]["teacher"]
         check_header(tensors, parts, meta, base)
-    except (struct.error, ValueError, KeyError, TypeError, AttributeError, UnicodeDecodeError) as e:
+    except (struct.error, ValueError, KeyError, IndexError, TypeError, AttributeError, UnicodeDecodeError) as e:
         raise PWLError(f"the header of {path} is unreadable ({type(e).__name__}: {e})", EXPORT_FIX) from None
     return PackIndex(str(path), meta, tensors, parts, base)
 
