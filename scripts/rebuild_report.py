@@ -35,9 +35,11 @@ def main() -> None:
     if args.unlocked_reason:
         record["unlocked_reason"] = args.unlocked_reason
     lock = provenance.extract_lock(params)
-    old = out_dir / provenance.LOCK
-    if old.exists() and len((yaml.safe_load(old.read_text()) or {}).get("stages", {})) > len(lock["stages"]):
-        lock = yaml.safe_load(old.read_text())
+    old = out_dir / provenance.LOCK  # a variant's lock outlives dvc.lock: keep it where it locks more
+    if old.exists():
+        prev = yaml.safe_load(old.read_text()) or {}
+        if len(provenance.unlocked(params, prev)) < len(provenance.unlocked(params, lock)):
+            lock = prev
     for sub in ("tables", "figures"):  # what the report makes, nothing left from an older version
         for f in sorted((out_dir / sub).rglob("*"), reverse=True):
             f.unlink() if f.is_file() else f.rmdir()

@@ -136,7 +136,7 @@ def build(params, run: dict, summary: pd.DataFrame, per_arch: dict, walls: pd.Da
             "", f"Total: **{walls['wall_s'].sum() / 60:.1f} min**.", ""]
     out += paper_section(params, per_arch, paper)
     out += ["## Environment of the report stage", "",
-            "; ".join(f"{k} {v}" for k, v in env.items() if k in ENV_KEYS) + ".", "",
+            "; ".join(f"{k} {env.get(k)}" for k in ENV_KEYS) + ".", "",
             f"Params: [`params.yaml`](params.yaml); run record: [`run.json`](run.json); the stage outputs this report "
             "read, locked: [`lock.yaml`](lock.yaml).", ""]
     return "\n".join(out)

@@ -55,7 +55,7 @@ def extract_lock(params, lock_file: Path = DVC_LOCK) -> dict:
     kept = {}
     for name in stage_names(params):
         entry = stages.get(name)
-        if entry and all(Path(p).exists() and md5(p) == h for p, h in file_outs(entry).items()):
+        if entry and not problems(params, entry):
             kept[name] = entry
     return {"schema": "2.0", "stages": kept}
 
@@ -67,13 +67,20 @@ def unlocked(params, lock: dict) -> list[str]:
     bad = []
     for name in stage_names(params):
         entry = stages.get(name)
-        if entry is None:
-            bad.append(f"{name} (not in {LOCK})")
-            continue
-        for p, h in file_outs(entry).items():
-            if not Path(p).exists() or md5(p) != h:
-                bad.append(f"{name} ({p} differs from the locked md5 {h[:8]})")
+        why = [f"not in {LOCK}"] if entry is None else problems(params, entry)
+        bad += [f"{name} ({w})" for w in why]
     return bad
+
+
+def problems(params, entry: dict) -> list[str]:
+    """Why a lock entry does not lock this report's inputs: its git-held outputs lie outside the profile's
+    folder (another profile's run of a stage of the same name) or differ from the files present."""
+    outs = file_outs(entry)
+    if not outs:
+        return ["locks no file under reports/"]
+    out = [f"{p} is another profile's" for p in outs if not p.startswith(f"reports/{params.profile}/")]
+    return out or [f"{p} differs from the locked md5 {h[:8]}" for p, h in outs.items()
+                   if not Path(p).exists() or md5(p) != h]
 
 
 def is_committed_ancestor(rev: str | None) -> str | None:
