@@ -155,11 +155,11 @@ def lattice_stats(acc: pd.Series) -> dict:
     """states.lattice_summary (the one definition of the worst state, "non-prefix" and "below all-S") over a
     state -> test accuracy (%) series, in points."""
     summ = lattice_summary({s: float(a) / 100 for s, a in acc.items()})
-    pts = lambda v: None if v is None else 100 * v  # noqa: E731
-    return {"states": len(acc), "all_S": float(acc["S" * len(acc.index[0])]), "worst_state": summ["worst_state"],
-            "worst": pts(summ["worst"]), "worst_vs_all_S": pts(summ["worst_vs_all_S"]),
-            "below_all_S_minus_1": summ["below_all_S"], "nonprefix_mixed_mean": pts(summ["nonprefix_mixed_mean"]),
-            "nonprefix_vs_all_S": pts(summ["nonprefix_vs_all_S"])}
+    all_s, worst = float(acc["S" * len(acc.index[0])]), float(acc[summ["worst_state"]])
+    mean = None if summ["nonprefix_mixed_mean"] is None else 100 * summ["nonprefix_mixed_mean"]
+    return {"states": len(acc), "all_S": all_s, "worst_state": summ["worst_state"], "worst": worst,
+            "worst_vs_all_S": worst - all_s, "below_all_S_minus_1": summ["below_all_S"],
+            "nonprefix_mixed_mean": mean, "nonprefix_vs_all_S": None if mean is None else mean - all_s}
 
 
 def paper_states(reference_csv: Path, column: str) -> pd.Series:
