@@ -4,7 +4,7 @@ every report folder, reports/README.md. `python -m pwl.report --check` recompute
 from pwl import paths
 from pwl.env import environment
 from pwl.report import build, index, provenance
-from pwl.stage import main, setup
+from pwl.stage_cli import main, setup
 
 
 def run():

@@ -62,7 +62,7 @@ def write(params, run: dict, out_dir: Path) -> pd.DataFrame:
     loadsim = {}
     if params.loadsim is not None:
         for arch, row in zip(params.archs, summary.itertuples()):
-            table, dev_curves = tables.loadsim(profile, arch, params.loadsim.profiles)
+            table, dev_curves = tables.loadsim(profile, arch, params.loadsim.simulate)
             table.to_csv(tab_dir / f"loadsim_{arch}.csv", index=False)
             drawn[f"{arch}_loadsim"] = figures.loadsim_curves(arch, dev_curves, row, fig_dir / f"{arch}_loadsim.png")
             loadsim[arch] = table
@@ -72,7 +72,7 @@ def write(params, run: dict, out_dir: Path) -> pd.DataFrame:
               "source": prepared["source"], "date": run["date"], "git_rev": run["git_rev"], "seeds": params.seeds}
     key = tables.key_metrics(summary, loadsim_metrics(params), ours)
     atomic_write(out_dir / "summary.json", (json.dumps({"run": record, **key}, indent=2, default=float) + "\n").encode())
-    walls = tables.wall_times(profile, params.archs, params.seeds, params.loadsim.profiles if params.loadsim else ())
+    walls = tables.wall_times(profile, params.archs, params.seeds, params.loadsim.simulate if params.loadsim else ())
     walls.to_csv(tab_dir / "wall_times.csv", index=False, float_format="%.1f")
     text = markdown.build(params, run, summary, per_arch, walls, paper, loadsim, lattice, seed_tables, prepared,
                           n_test)
@@ -105,4 +105,4 @@ def loadsim_metrics(params) -> dict:
     if params.loadsim is None:
         return {}
     return {arch: {dev: tables.read_json(paths.loadsim_dir(params.profile, arch, dev) / "metrics.json")
-                   for dev in params.loadsim.profiles} for arch in params.archs}
+                   for dev in params.loadsim.simulate} for arch in params.archs}

@@ -2,7 +2,7 @@
 import pandas as pd
 
 from ..config import PUBLISHED_LOSS
-from ..losses import CROSS_MODES
+from ..schema.objective import CROSS_MODES
 from ..sources import CIFAR10_JPEGS
 from . import seeds, tables
 from .recipe import recipe_rows
@@ -49,7 +49,7 @@ def tuned_section(params) -> list[str]:
                      "distill_epochs": d.optim.epochs, "select_on": d.select_on})
     return ["## Distillation params of this run", "", md(pd.DataFrame(rows)), "",
             "Published defaults: " + ", ".join(f"{k}={v}" for k, v in PUBLISHED_LOSS.items()) + ". Cross modes: "
-            + "; ".join(f"`{k}` = {m.summary}" for k, m in CROSS_MODES.items()) + ". Why this project trains "
+            + "; ".join(f"`{k}` = {summary}" for k, summary in CROSS_MODES.items()) + ". Why this project trains "
             "differently (lattice cross term, converter LR, BN handling, starting from the scratch student): "
             "docs/method.md in the repository.", ""]
 
@@ -318,7 +318,7 @@ def budget_section(per_arch: dict) -> list[str]:
 def loadsim_section(params, loadsim: dict) -> list[str]:
     sim = params.loadsim
     devs = ", ".join(f"`{d}` {p.read_bandwidth / 1e6:g} MB/s + {1e3 * p.open_latency_s:g} ms/request"
-                     for d, p in ((d, sim.device(d)) for d in sim.profiles))
+                     for d, p in ((d, sim.device(d)) for d in sim.simulate))
     out = ["## Load-time simulation: accuracy against time since launch", "",
            f"Devices: {devs}; {sim.repeats} runs per strategy, requests of {sim.request_batch} image(s) sent back to "
            "back from launch. Every byte comes from one file per model (`model.safetensors`: the header, then the "

@@ -35,7 +35,7 @@ def stage_names(params) -> list[str]:
     for arch in params.archs:
         names += [f"{st}@{arch}-{s}" for s in params.seeds for st in REPLICA_STAGES]
         if params.loadsim is not None:
-            names += [f"export@{arch}"] + [f"loadsim@{arch}-{d}" for d in params.loadsim.profiles]
+            names += [f"export@{arch}"] + [f"loadsim@{arch}-{d}" for d in params.loadsim.simulate]
     return names
 
 
