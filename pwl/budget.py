@@ -2,9 +2,10 @@
 
 The bytes of a state are those of the parts it runs: for each block the teacher's or the student's (block 1
 with its owner's embedder, block N with its owner's head) and, at every boundary where the owner changes, the
-converter that carries the features across (E_i teacher -> student, D_i student -> teacher). They are read
-from the tensor headers of the exported shards (`export@arch` writes them per state to
-`reports/metrics/<arch>/state_bytes.csv`), so they are exactly the tensor bytes a device would hold.
+converter that carries the features across (E_i teacher -> student, D_i student -> teacher; which ones:
+pwl.states.converter_switches). They are read from the header of the exported pack (pwl.runtime.pack;
+`export@arch` writes them per state to `reports/metrics/<arch>/state_bytes.csv`), so they are exactly the
+tensor bytes a device would hold.
 
     python -m pwl.budget --arch vgg --max-bytes 2e6
 
@@ -12,17 +13,16 @@ names the state with the best *validation* accuracy among those that fit (ties: 
 test accuracy, measured once. Missing files or a budget nothing fits: a message and exit status 2.
 """
 import argparse
-import json
-import struct
 import sys
 from pathlib import Path
 
 import pandas as pd
 
-from . import paths
+from . import paths, table_schema
 from .config import load_params
 from .errors import PWLError
-from .states import STUDENT, TEACHER, all_states, label
+from .manifests import EXPORT_FIX
+from .states import STUDENT, TEACHER, all_states, converter_switches, label
 
 BYTES_TABLE = "state_bytes.csv"
 
@@ -31,43 +31,22 @@ def bytes_table_path(name: str, arch: str) -> Path:
     return paths.arch_metrics(name, arch, BYTES_TABLE)
 
 
-def tensor_bytes(path: Path) -> dict[str, int]:
-    """Bytes of every tensor in a safetensors file, from its header alone (no tensor is read)."""
-    try:
-        with open(path, "rb") as f:
-            (size,) = struct.unpack("<Q", f.read(8))
-            header = json.loads(f.read(size))
-        return {k: v["data_offsets"][1] - v["data_offsets"][0] for k, v in header.items() if k != "__metadata__"}
-    except (OSError, struct.error, ValueError, KeyError, TypeError) as e:
-        raise PWLError(f"cannot read the tensor header of {path} ({e})", "export the shards again") from None
-
-
 def part_bytes(shard_dir: Path) -> dict[str, list[int]]:
-    """Bytes per part from a shard directory: teacher / student per block (embedder in block 1, head in block
-    N), enc / dec converters per inner boundary."""
-    shard_dir = Path(shard_dir)
-    try:
-        manifest = json.loads((shard_dir / "manifest.json").read_text())
-        n, files = int(manifest["num_blocks"]), manifest["files"]
-    except (OSError, ValueError, KeyError, TypeError) as e:
-        raise PWLError(f"cannot read the shard manifest in {shard_dir} ({e})", "run the export stage") from None
-    parts = {"teacher": [0] * n, "student": [0] * n, "enc": [0] * (n - 1), "dec": [0] * (n - 1)}
-    for name, entry in files.items():
-        for key, nbytes in tensor_bytes(shard_dir / name).items():
-            head, _, rest = key.partition(".")
-            if entry["role"] == "teacher":
-                parts["teacher"][entry["block"] - 1] += nbytes
-            elif entry["role"] == "student":
-                j = {"embed": 0, "head": n - 1}.get(head)
-                if j is None and head == "blocks":
-                    j = int(rest.split(".")[0])
-                if j is None:
-                    raise PWLError(f"student tensor {key!r} belongs to no block", "export the shards again")
-                parts["student"][j] += nbytes
-            elif entry["role"] == "converters" and head in ("enc", "dec"):
-                parts[head][int(rest.split(".")[0])] += nbytes
-            else:
-                raise PWLError(f"tensor {key!r} of {name} belongs to no part", "export the shards again")
+    """Bytes per part from the pack of an export folder: teacher / student per block (embedder in block 1, head
+    in block N), enc / dec converters per inner boundary (0 where a converter is an identity)."""
+    from .runtime.pack import pack_index, part_name  # at use: the report reads only the tables this writes
+
+    index = pack_index(shard_dir)
+    n = index.num_blocks
+    parts = {"teacher": [index.part_bytes(part_name("teacher", i + 1)) for i in range(n)],
+             "student": [index.tensor_bytes(f"student.blocks.{j}.") for j in range(n)],
+             **{kind: [index.part_bytes(part_name(kind, b)) if part_name(kind, b) in index.parts else 0
+                       for b in range(n - 1)] for kind in ("enc", "dec")}}
+    parts["student"][0] += index.tensor_bytes("student.embed.")
+    parts["student"][-1] += index.tensor_bytes("student.head.")
+    if sum(parts["student"]) != index.part_bytes(part_name("student")):
+        raise PWLError(f"the student in {index.path} has tensors outside its embedder, blocks and head",
+                       EXPORT_FIX)
     return parts
 
 
@@ -75,13 +54,12 @@ def state_bytes(parts: dict[str, list[int]], state: str) -> dict[str, int]:
     """Weight bytes `state` needs, split into teacher, student and converter bytes."""
     teacher = sum(b for b, c in zip(parts["teacher"], state) if c == TEACHER)
     student = sum(b for b, c in zip(parts["student"], state) if c == STUDENT)
-    conv = sum(parts["enc"][i] if (a, b) == (TEACHER, STUDENT) else parts["dec"][i]
-               for i, (a, b) in enumerate(zip(state, state[1:])) if a != b)
+    conv = sum(parts[kind][b] for kind, b in converter_switches(state))
     return {"bytes": teacher + student + conv, "teacher_bytes": teacher, "student_bytes": student,
             "converter_bytes": conv}
 
 
-def bytes_table(shard_dir: Path) -> pd.DataFrame:
+def state_bytes_table(shard_dir: Path) -> pd.DataFrame:
     """One row per state: its label and the bytes it needs (total, teacher, student, converters)."""
     parts = part_bytes(shard_dir)
     n = len(parts["teacher"])
@@ -114,12 +92,8 @@ def load(name: str, arch: str, seed) -> pd.DataFrame:
     """evaluate's accuracies (val, test; fractions) of the exported replica joined with export's bytes per
     state, from report `name`."""
     states, nbytes_path = paths.states_table(name, arch, seed), bytes_table_path(name, arch)
-    need = {states: f"dvc repro evaluate@{arch}-{seed}", nbytes_path: f"dvc repro export@{arch}"}
-    for path, cmd in need.items():
-        if not path.exists():
-            raise PWLError(f"{path} is missing", f"run `{cmd}` (from the repository root) first")
-    acc = pd.read_csv(states, dtype={"state": str})
-    nbytes = pd.read_csv(nbytes_path, dtype={"state": str})
+    acc = table_schema.states_table(states, arch, seed)
+    nbytes = table_schema.bytes_table(nbytes_path, arch)
     table = nbytes.merge(acc[["state", "val_acc", "test_acc"]], on="state", how="inner")
     if len(table) != len(nbytes) or len(table) != len(acc):
         raise PWLError(f"{states} and {nbytes_path} list different states",
@@ -137,6 +111,9 @@ def main(argv=None) -> int:
         if not args.max_bytes > 0:
             raise PWLError(f"--max-bytes {args.max_bytes} must be a positive number of bytes", "e.g. --max-bytes 2e6")
         params = load_params(args.params)
+        if args.arch not in params.arch:
+            raise PWLError(f"unknown arch {args.arch!r} (known in {args.params}: {', '.join(sorted(params.arch))})",
+                           f"pass one the pipeline has exported, e.g. --arch {params.archs[0]}")
         table = load(params.profile, args.arch, params.seed)
         best = choose(table, args.max_bytes)
     except PWLError as e:
@@ -144,7 +121,7 @@ def main(argv=None) -> int:
         return 2
     full = table.loc[table["state"] == "T" * len(best["state"])].iloc[0]
     print(f"{args.arch}: best state within {args.max_bytes:,.0f} bytes, chosen on validation: {best['state']} "
-          f"({best['label']}, {int(best['bytes']):,} bytes = {100 * best['bytes'] / full['bytes']:.0f}% of the "
+          f"({label(best['state'])}, {int(best['bytes']):,} bytes = {100 * best['bytes'] / full['bytes']:.0f}% of the "
           f"teacher's {int(full['bytes']):,})")
     print(f"  validation accuracy {100 * best['val_acc']:.2f}%, test accuracy {100 * best['test_acc']:.2f}% "
           f"(teacher {100 * full['test_acc']:.2f}%)")

@@ -8,6 +8,7 @@ One `Compute` object carries these choices so the training loop and the stages s
 `compute.module(model)` places a model, `compute.split(split)` places a dataset split, `compute.autocast()`
 wraps a forward pass, `compute.is_main` says whether this process writes outputs (rank 0 only).
 """
+import dataclasses
 import os
 from contextlib import nullcontext
 from dataclasses import dataclass
@@ -16,7 +17,6 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from .data import Split
 from .env import cpu_isa, machine
 from .errors import PWLError
 
@@ -58,13 +58,14 @@ class Compute:
             model.to(memory_format=torch.channels_last)
         return model
 
-    def split(self, split: Split) -> Split:
-        """The whole uint8 split on the GPU (a CIFAR train split is 138 MB), or pinned for non-blocking copies."""
+    def split(self, split):
+        """The whole uint8 split (a pwl.data.Split) on the GPU (a CIFAR train split is 138 MB), or pinned for
+        non-blocking copies."""
         if self.device.type == "cpu":
             return split
         if self.data_on_device:
-            return Split(split.x.to(self.device), split.y.to(self.device))
-        return Split(split.x.pin_memory(), split.y.pin_memory())
+            return dataclasses.replace(split, x=split.x.to(self.device), y=split.y.to(self.device))
+        return dataclasses.replace(split, x=split.x.pin_memory(), y=split.y.pin_memory())
 
     @property
     def record(self) -> dict:
@@ -87,6 +88,13 @@ def set_threads(n: int) -> int:
     n = n or max(1, (os.cpu_count() or 1) // int(os.environ.get("LOCAL_WORLD_SIZE", 1)))
     torch.set_num_threads(n)
     return n
+
+
+def seed_and_threads(params) -> None:
+    """A torch stage's first step once params are valid: `params.threads` torch threads, and the global seed
+    (model initialisation is part of the experiment: seeded before anything is built)."""
+    set_threads(params.threads)
+    torch.manual_seed(params.seed)
 
 
 def _world() -> tuple[int, int, int]:
@@ -145,8 +153,3 @@ def make_compute(cfg) -> Compute:
     if world > 1 and not dist.is_initialized():
         dist.init_process_group("nccl" if use_cuda else "gloo", rank=rank, world_size=world)
     return Compute(device, amp, cfg.channels_last != "off", cfg.data_on_device, rank, world)
-
-
-def shutdown() -> None:
-    if dist.is_initialized():
-        dist.destroy_process_group()

@@ -2,7 +2,7 @@
 
 Defaults are the published recipe (METHOD.md), as the paper profiles use it; conf/config.yaml (the CPU profile)
 departs from them explicitly, with its reasons beside each value. Family-specific rules live with each family's
-config (pwl/models), never here."""
+config (pwl/schema/families.py), never here. Imports no torch code (tests/test_config.py)."""
 from pathlib import Path
 from typing import Annotated, Any, Literal, Optional
 
@@ -10,9 +10,8 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from .errors import PWLError
-from .losses import CROSS_MODES, MIXED_BN
-from .mixing import check_pairing
-from .models import families, names_pretrained, parse_model_config
+from .schema.families import families, names_pretrained, parse_model_config
+from .schema.objective import CROSS_MODES, MIXED_BN, check_pairing
 
 DATASETS = ("fashion-mnist", "cifar10", "cifar100", "imagefolder")
 
@@ -97,12 +96,16 @@ class LossConfig(Section):
     w_sync: float = Field(PUBLISHED_LOSS["w_sync"], ge=0)
     w_recon: float = Field(PUBLISHED_LOSS["w_recon"], ge=0)
     w_cross: float = Field(PUBLISHED_LOSS["w_cross"], ge=0)
-    cross_mode: Literal[tuple(CROSS_MODES)] = PUBLISHED_LOSS["cross_mode"]  # pwl.losses.CROSS_MODES
+    cross_mode: Literal[tuple(CROSS_MODES)] = PUBLISHED_LOSS["cross_mode"]  # pwl.schema.objective.CROSS_MODES
     cross_samples: int = Field(2, ge=1, le=64)  # lattice mode: sampled non-prefix states per step
     aux_ramp: float = Field(0.0, ge=0, le=1)  # sync/recon/cross weights rise 0 -> 1 over this fraction of steps
     # student BatchNorm in mixed passes: "update" (batch stats, running stats move), "freeze" (batch stats,
     # running stats kept), "eval" (running stats, as at inference: mixed states trained as they are served)
-    mixed_bn_stats: Literal[tuple(MIXED_BN)] = "eval"  # pwl.losses.MIXED_BN
+    mixed_bn_stats: Literal[tuple(MIXED_BN)] = "eval"  # pwl.schema.objective.MIXED_BN
+
+
+INIT_STUDENT = ("random", "scratch", "pretrained")  # a distilled student's start (pwl.build.init_student)
+TEACHER_BN = ("eval", "train")  # the frozen teacher's BatchNorm while it makes the targets (pwl.teacher_bn)
 
 
 class DistillConfig(Section):
@@ -111,11 +114,22 @@ class DistillConfig(Section):
     converter_lr_scale: float = Field(0.2, gt=0)  # published: converters at 0.2x the lr
     # "random": a fresh student; "scratch": start from the train_student weights; "pretrained": from the weights
     # the student config names (`pretrained` / `pretrained_file`, as the paper's ViT student)
-    init_student: Literal["random", "scratch", "pretrained"] = "random"
+    init_student: Literal[INIT_STUDENT] = "random"
     select_on: Literal["student", "prefix_mean"] = "prefix_mean"  # val score that picks the epoch (pwl.states)
     # the frozen teacher's BatchNorm while it makes the targets (distillation and kd): "eval" (ours) or "train"
     # (the authors': batch statistics, running statistics drifting; pwl.teacher_bn says what all-T then is)
-    teacher_bn: Literal["eval", "train"] = "eval"
+    teacher_bn: Literal[TEACHER_BN] = "eval"
+
+
+class KDConfig(Section):
+    """Stage kd's recipe: Hinton's knowledge distillation (hard + soft terms only), the control that tells what
+    PWL's alignment terms cost the student. conf/config.yaml gives it distill's budget, initialisation, alpha,
+    temperature and teacher BN (interpolations of the distill block), so that the two compare like for like."""
+    optim: OptimConfig
+    init_student: Literal[INIT_STUDENT] = "random"  # as distill.init_student
+    alpha: float = Field(PUBLISHED_LOSS["alpha"], ge=0, le=1)  # weight of the hard (label) term
+    temperature: float = Field(PUBLISHED_LOSS["temperature"], gt=0)
+    teacher_bn: Literal[TEACHER_BN] = "eval"  # as distill.teacher_bn (pwl.teacher_bn)
 
 
 class ArchConfig(Section):
@@ -124,6 +138,7 @@ class ArchConfig(Section):
     train_teacher: OptimConfig
     train_student: OptimConfig
     distill: DistillConfig
+    kd: KDConfig
 
     @field_validator("teacher", "student", mode="before")
     @classmethod
@@ -144,9 +159,10 @@ class ArchConfig(Section):
             check_pairing(t.block_widths(), s.block_widths())
         except PWLError as e:
             raise ValueError(f"{e.what}: {e.fix}") from None
-        if self.distill.init_student == "pretrained" and not names_pretrained(s):
-            raise ValueError("distill.init_student is pretrained but the student names no pretrained weights "
-                             "(set student.pretrained or student.pretrained_file, or init_student: random)")
+        for stage in ("distill", "kd"):
+            if getattr(self, stage).init_student == "pretrained" and not names_pretrained(s):
+                raise ValueError(f"{stage}.init_student is pretrained but the student names no pretrained weights "
+                                 "(set student.pretrained or student.pretrained_file, or init_student: random)")
         t.check_student(s)  # the family's own pairing rule, e.g. the ViT's patch size
         return self
 
@@ -176,9 +192,10 @@ def make_profile(raw: dict) -> DeviceProfile:
 
 
 class LoadsimConfig(Section):
-    """Load-time simulation: device profiles (DeviceProfile fields) and the request stream."""
+    """Load-time simulation: storage devices (DeviceProfile fields; "profile" alone means a params profile,
+    conf/profile/) and the request stream."""
     devices: dict[str, dict]  # name -> {read_bandwidth, open_latency_s, threads, warmup_requests}
-    profiles: list[str]  # which devices `dvc repro` simulates (the dvc.yaml matrix)
+    simulate: list[str]  # which of `devices` `dvc repro` simulates (the dvc.yaml matrix)
     repeats: int = Field(3, ge=1, le=100)  # runs per strategy; medians and spread are reported
     request_batch: int = Field(1, ge=1, le=MAX_BATCH)  # images per request
     horizon_s: float = Field(0.5, gt=0, le=3600)  # area under accuracy-vs-time over [0, horizon]; scaled below
@@ -187,6 +204,14 @@ class LoadsimConfig(Section):
     # requests to a local server that delays each request by the latency), beside the file reader
     http_devices: list[str] = Field(default_factory=list)
 
+    @model_validator(mode="before")
+    @classmethod
+    def _renamed(cls, raw):
+        if isinstance(raw, dict) and "profiles" in raw:  # "profile" is the params profile (conf/profile/)
+            raise ValueError(f"loadsim.profiles is now loadsim.simulate: write simulate: {raw['profiles']} (the "
+                             "device names of loadsim.devices that dvc repro simulates)")
+        return raw
+
     @model_validator(mode="after")
     def _devices(self):
         for name, raw in self.devices.items():
@@ -194,9 +219,9 @@ class LoadsimConfig(Section):
                 make_profile({"name": name, **raw})
             except PWLError as e:
                 raise ValueError(str(e.what)) from None
-        unknown = [p for p in self.profiles if p not in self.devices]
+        unknown = [p for p in self.simulate if p not in self.devices]
         if unknown:
-            raise ValueError(f"profiles {unknown} are not defined under loadsim.devices ({sorted(self.devices)})")
+            raise ValueError(f"simulate {unknown} are not defined under loadsim.devices ({sorted(self.devices)})")
         unknown = [p for p in self.http_devices if p not in self.devices]
         if unknown:
             raise ValueError(f"http_devices {unknown} are not defined under loadsim.devices ({sorted(self.devices)})")
@@ -274,7 +299,7 @@ class Params(Section):
             raise ValueError(f"archs lists {missing} but arch has no entry for them (known: {sorted(self.arch)})")
         for name, a in self.arch.items():
             for role in ("teacher", "student"):
-                try:  # the family's own rule (pwl.models.common.FamilyConfig.check_input)
+                try:  # the family's own rule (pwl.schema.families.FamilyConfig.check_input)
                     getattr(a, role).check_input(self.data.image_size)
                 except ValueError as e:
                     raise ValueError(f"arch.{name}.{role}: {e}") from None

@@ -10,6 +10,7 @@ import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 
 from .atomic import atomic_write
+from .compute import CPU
 from .errors import PWLError, warn
 from .manifests import PreparedManifest, check, read_prepared_manifest
 from .sources import read_raw
@@ -233,7 +234,6 @@ class Batches:
 
     def __init__(self, split: Split, batch_size: int, norm: Normalizer, aug_cfg, compute=None,
                  resize_to: int | None = None):
-        from .compute import CPU  # at use: pwl.compute imports this module (Split)
         self.split, self.norm, self.aug, self.compute = split, norm, aug_cfg, compute or CPU
         self.resize_to = resize_to  # resize before augmenting (None: as stored)
         self.batch_size = min(batch_size, len(split.y))

@@ -1,11 +1,10 @@
-"""Accuracy of a model, and of loading states (sharing block passes across states with common prefixes)."""
+"""Accuracy of a model, and its weight bytes per block. (Every loading state's accuracy: pwl.mixing.)"""
 from typing import Callable
 
 import torch
 
 from .compute import CPU, Compute
 from .data import Normalizer, Split
-from .mixing import MixedModel, logits_of_all_states
 
 
 @torch.no_grad()
@@ -16,19 +15,6 @@ def accuracy(forward: Callable, split: Split, norm: Normalizer, batch_size: int,
         logits = forward(norm(compute.batch(split.x[i:i + batch_size])))
         correct += (logits.argmax(1) == split.y[i:i + batch_size].to(logits.device)).sum().item()
     return correct / max(1, len(split.y))
-
-
-@torch.no_grad()
-def state_accuracies(mixed: MixedModel, states: list[str], split: Split, norm: Normalizer,
-                     batch_size: int, compute: Compute = CPU) -> dict[str, float]:
-    """Full precision on purpose: these are the published numbers, whatever precision training used."""
-    correct = dict.fromkeys(states, 0)
-    for i in range(0, len(split.y), batch_size):
-        x = norm(compute.batch(split.x[i:i + batch_size]))
-        y = split.y[i:i + batch_size].to(x.device)
-        for state, logits in logits_of_all_states(mixed, x, states).items():
-            correct[state] += (logits.argmax(1) == y).sum()
-    return {s: int(c) / max(1, len(split.y)) for s, c in correct.items()}
 
 
 def block_bytes(net) -> list[int]:

@@ -1,4 +1,6 @@
-"""The PWL objective, term by term (METHOD.md). Each term is one function; `pwl_loss` adds them up."""
+"""The distillation objectives (METHOD.md), registered by name in OBJECTIVES: `pwl` (PWLObjective: `pwl_loss`,
+one function per term, the cross term by `cross_mode` from CROSS_MODES) and `kd` (KDObjective: `kd_loss`).
+A stage builds its objective here and hands it to pwl.train.fit, which calls it once per step."""
 import functools
 import random
 from contextlib import contextmanager, nullcontext
@@ -150,6 +152,7 @@ def bn_eval_mode(module: nn.Module):
             m.train(mode)
 
 
+# one implementation per name of pwl.schema.objective.MIXED_BN (what params may say)
 MIXED_BN = {"freeze": frozen_bn_stats, "eval": bn_eval_mode, "update": lambda module: nullcontext()}
 
 
@@ -164,17 +167,16 @@ def _all_mode(mixed, f_s, f_t, z_t, y, cfg, rng):
 @dataclass(frozen=True)
 class CrossMode:
     """How the cross term trains mixed states. `loss(mixed, f_s, f_t, z_t, y, cfg, rng)`;
-    `find_unused_parameters`: some converters sit out a step (sampled states), which DDP must be told."""
+    `find_unused_parameters`: some converters sit out a step (sampled states), which DDP must be told.
+    What each mode does, in a line: pwl.schema.objective.CROSS_MODES (the names params may give)."""
     loss: Callable
     find_unused_parameters: bool
-    summary: str
 
 
 CROSS_MODES = {
-    "random": CrossMode(_random_mode, True, "published: KD into one sampled mixed state per step"),
-    "all": CrossMode(_all_mode, False, "published: every prefix state, hard + soft, every step"),
-    "lattice": CrossMode(cross_lattice_loss, True,
-                         "ours: every prefix state plus sampled states of every other kind, hard + soft"),
+    "random": CrossMode(_random_mode, True),
+    "all": CrossMode(_all_mode, False),
+    "lattice": CrossMode(cross_lattice_loss, True),
 }
 
 
@@ -184,8 +186,10 @@ def aux_scale(progress: float, ramp: float) -> float:
 
 
 def pwl_loss(mixed: MixedModel, x, y, cfg, rng: random.Random, progress: float = 1.0):
-    """Total PWL loss and its terms. `cfg` has alpha, temperature, w_sync, w_recon, w_cross, cross_mode,
-    aux_ramp, mixed_bn_stats. The teacher must be frozen and in eval mode."""
+    """Total PWL loss, its terms and the student's logits. `cfg` (pwl.config.LossConfig) has alpha, temperature,
+    w_sync, w_recon, w_cross, cross_mode, cross_samples, aux_ramp, mixed_bn_stats. The teacher is frozen (no
+    gradient) and runs as `distill.teacher_bn` put it (pwl.teacher_bn): in eval mode, or a train-mode copy
+    whose BatchNorm uses batch statistics."""
     with torch.no_grad():
         f_t = mixed.teacher.features(x)
         z_t = mixed.teacher.head(f_t[-1])
@@ -204,3 +208,42 @@ def pwl_loss(mixed: MixedModel, x, y, cfg, rng: random.Random, progress: float =
         terms["cross"] = scale * cfg.w_cross * cross
     total = sum(terms.values())
     return total, {k: v.detach() for k, v in terms.items()}, z_s
+
+
+@dataclass
+class PWLObjective:
+    """Stage `distill`: the PWL loss (`pwl_loss`) of the student and converters in `mixed` against its frozen
+    teacher. `rng` draws the sampled mixed states (pwl.train.fit reseeds it every epoch)."""
+    mixed: MixedModel
+    cfg: object  # pwl.config.LossConfig
+    rng: random.Random
+    name = "pwl"
+
+    @property
+    def find_unused_parameters(self) -> bool:
+        return CROSS_MODES[self.cfg.cross_mode].find_unused_parameters
+
+    def __call__(self, x, y, progress: float):
+        return pwl_loss(self.mixed, x, y, self.cfg, self.rng, progress)
+
+
+@dataclass
+class KDObjective:
+    """Stage `kd`: Hinton's knowledge distillation (`kd_loss`) of `student` from the frozen `teacher`."""
+    student: nn.Module
+    teacher: nn.Module
+    alpha: float
+    temperature: float
+    name = "kd"
+    find_unused_parameters = False
+
+    def __call__(self, x, y, progress: float):
+        with torch.no_grad():
+            z_t = self.teacher(x)
+        z = self.student(x)
+        loss, terms = kd_loss(z, z_t, y, self.alpha, self.temperature)
+        return loss, {k: v.detach() for k, v in terms.items()}, z
+
+
+# The distillation objectives by name (the name a stage trains under: its weights file and metrics).
+OBJECTIVES = {o.name: o for o in (PWLObjective, KDObjective)}

@@ -1,5 +1,6 @@
-"""Schemas of the two manifests later stages trust: the prepared-data manifest (`data/prepared/manifest.json`)
-and the shard manifest (`models/<arch>/shards/manifest.json`).
+"""Schemas of the two JSON files later stages trust: the prepared-data manifest (`data/prepared/manifest.json`)
+and the loading orders of an export (`models/<arch>/shards/orders.json`; the weights and their checksums are in
+the pack's header, checked by pwl.runtime.pack).
 
 Why: both are plain JSON a user can truncate or edit, and every field feeds an index, a shape or a loop. A
 missing key or a wrong type used to surface as a KeyError or a RuntimeError deep inside a model; checked here,
@@ -7,7 +8,7 @@ every problem is one PWLError that names the file, the field and the stage that 
 import json
 import re
 from pathlib import Path
-from typing import Annotated, Literal, Optional
+from typing import Annotated, Optional
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, field_validator, model_validator
 
@@ -83,51 +84,18 @@ class PreparedManifest(_Strict):
         return self
 
 
-# ------------------------------------------------------------------ shards (written by pwl.runtime.export_shards)
+# ------------------------------------------------------------------ loading orders (pwl.runtime.export)
 
-class ShardFile(_Strict):
-    role: Literal["student", "converters", "teacher"]
-    block: Optional[Positive]
-    tensors: list[str]
-    bytes: Count
-    sha256: Sha256
-
-
-class ShardConfigs(_Strict):
-    teacher: dict
-    student: dict
-    in_chans: Positive
-    num_classes: Positive
-    img_size: Positive
-
-    @field_validator("teacher", "student")
-    @classmethod
-    def _model(cls, raw):
-        from .models import parse_model_config
-        try:
-            parse_model_config(raw)
-        except PWLError as e:
-            raise ValueError(e.what) from None
-        return raw
-
-
-class ShardManifest(_Strict):
-    model_config = ConfigDict(extra="ignore", frozen=True, strict=True)  # the runtime may add fields
+class OrdersFile(_Strict):
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
     format: str
     num_blocks: Annotated[int, Field(ge=1, le=64)]
-    configs: ShardConfigs
     orders: dict[str, list[str]] = Field(min_length=1)
-    files: dict[str, ShardFile]
+    value_orders: Optional[dict[str, dict]] = None  # device -> what its value order assumed (kept as written)
 
     @model_validator(mode="after")
     def _consistent(self):
-        from .models import parse_model_config
-        from .runtime.shards import CONVERTERS_FILE, STUDENT_FILE, teacher_file
         n = self.num_blocks
-        for role in ("teacher", "student"):
-            got = parse_model_config(getattr(self.configs, role)).num_blocks
-            if got != n:
-                raise ValueError(f"configs.{role} has {got} blocks but num_blocks is {n}")
         for name, order in self.orders.items():
             bad = [s for s in order if len(s) != n or set(s) - {STUDENT, TEACHER}]
             if bad:
@@ -135,16 +103,6 @@ class ShardManifest(_Strict):
             if not is_order(order):
                 raise ValueError(f"orders.{name} {order} does not add the teacher blocks 1..{n} one per step "
                                  f"(a permutation), from {STUDENT * n} to {TEACHER * n}")
-        want = {STUDENT_FILE: ("student", None), CONVERTERS_FILE: ("converters", None),
-                **{teacher_file(i): ("teacher", i) for i in range(1, n + 1)}}
-        for name in self.files:
-            _bare_name(name)
-        missing = [f for f in want if f not in self.files]
-        if missing:
-            raise ValueError(f"files lacks {', '.join(missing)}")
-        wrong = [f for f, (role, block) in want.items() if (self.files[f].role, self.files[f].block) != (role, block)]
-        if wrong:
-            raise ValueError(f"files {', '.join(wrong)} have the wrong role or block")
         return self
 
 
@@ -178,7 +136,8 @@ def check(schema: type[BaseModel], raw, path: Path, what: str, fix: str) -> Base
 
 
 PREPARED_FIX = "run `dvc repro -f prepare` to write data/prepared again"
-SHARDS_FIX = "export the shards again (`dvc repro -f export@<arch>`)"
+# the one fix for anything wrong with an export (the pack, its orders): pwl.runtime and pwl.budget say it too
+EXPORT_FIX = "export the model again (`dvc repro -f export@<arch>`)"
 
 
 def read_prepared_manifest(path: Path) -> dict:
@@ -188,14 +147,13 @@ def read_prepared_manifest(path: Path) -> dict:
     return raw
 
 
-def check_shard_manifest(raw, path: Path, orders: tuple[str, ...] = ()) -> dict:
-    """A parsed shard manifest, validated (and holding the named `orders`); returned unchanged."""
-    from .runtime.shards import FORMAT
-    if isinstance(raw, dict) and raw.get("format") != FORMAT:
-        raise PWLError(f"{path} has format {raw.get('format')!r}, expected {FORMAT!r}", SHARDS_FIX)
-    check(ShardManifest, raw, path, "shard manifest", SHARDS_FIX)
-    missing = [o for o in orders if o not in raw["orders"]]
+def check_orders(raw, path: Path, fmt: str, names: tuple[str, ...] = ()) -> dict:
+    """Parsed loading orders, checked (format `fmt`, and holding the orders `names`); returned unchanged."""
+    if isinstance(raw, dict) and raw.get("format") != fmt:
+        raise PWLError(f"{path} has format {raw.get('format')!r}, expected {fmt!r}", EXPORT_FIX)
+    check(OrdersFile, raw, path, "loading orders", EXPORT_FIX)
+    missing = [o for o in names if o not in raw["orders"]]
     if missing:
-        raise PWLError(f"shard manifest {path} has no loading order {', '.join(missing)} "
-                       f"(it has {', '.join(raw['orders'])})", SHARDS_FIX)
+        raise PWLError(f"loading orders {path} lack {', '.join(missing)} (they hold {', '.join(raw['orders'])})",
+                       EXPORT_FIX)
     return raw

@@ -1,10 +1,18 @@
-"""Feature converters and the mixed student/teacher model that runs any loading state."""
+"""Feature converters and the mixed student/teacher model: built from params, loaded from the trained weights,
+run in any loading state, and every state's accuracy."""
+from pathlib import Path
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .errors import PWLError
+from . import paths
+from .build import build, freeze
+from .checkpoints import load_weights
+from .compute import CPU, Compute
+from .data import Normalizer, Split
 from .models.blocknet import BlockNet
+from .schema.objective import check_pairing
 from .states import STUDENT, TEACHER
 
 
@@ -42,17 +50,6 @@ class Converters(nn.Module):
         if src == dst:
             return f
         return (self.enc if src == TEACHER else self.dec)[boundary](f)
-
-
-def check_pairing(teacher_widths: list[int], student_widths: list[int]) -> None:
-    if len(teacher_widths) != len(student_widths):
-        raise PWLError(f"teacher has {len(teacher_widths)} blocks but student has {len(student_widths)}",
-                       "PWL swaps block i of one for block i of the other: give both the same number of blocks")
-    wider = [i + 1 for i, (t, s) in enumerate(zip(teacher_widths, student_widths)) if s > t]
-    if wider:
-        raise PWLError(f"student is wider than the teacher at block(s) {wider} "
-                       f"(student {student_widths} vs teacher {teacher_widths})",
-                       "make every student width <= the teacher's width at the same block")
 
 
 class MixedModel(nn.Module):
@@ -98,3 +95,33 @@ def logits_of_all_states(mixed: MixedModel, x: torch.Tensor, states: list[str]) 
 
     walk("", x, "")
     return out
+
+
+@torch.no_grad()
+def state_accuracies(mixed: MixedModel, states: list[str], split: Split, norm: Normalizer,
+                     batch_size: int, compute: Compute = CPU) -> dict[str, float]:
+    """Full precision on purpose: these are the published numbers, whatever precision training used."""
+    correct = dict.fromkeys(states, 0)
+    for i in range(0, len(split.y), batch_size):
+        x = norm(compute.batch(split.x[i:i + batch_size]))
+        y = split.y[i:i + batch_size].to(x.device)
+        for state, logits in logits_of_all_states(mixed, x, states).items():
+            correct[state] += (logits.argmax(1) == y).sum()
+    return {s: int(c) / max(1, len(split.y)) for s, c in correct.items()}
+
+
+def build_mixed(arch_cfg, ds) -> MixedModel:
+    teacher, student = build(arch_cfg.teacher, ds), build(arch_cfg.student, ds)
+    return MixedModel(teacher, student, Converters(teacher.block_widths, student.block_widths))
+
+
+def distilled_parts(mixed: MixedModel) -> nn.ModuleDict:
+    """What distillation trains and saves: the student and the converters (the teacher stays frozen)."""
+    return nn.ModuleDict({"student": mixed.student, "converters": mixed.converters})
+
+
+def load_trained_mixed(arch: str, arch_cfg, ds, seed, pwl_file: Path | None = None) -> MixedModel:
+    mixed = build_mixed(arch_cfg, ds)
+    load_weights(paths.weights(arch, "teacher", seed), mixed.teacher)
+    load_weights(pwl_file or paths.weights(arch, "pwl", seed), distilled_parts(mixed))
+    return freeze(mixed)

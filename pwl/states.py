@@ -77,6 +77,13 @@ def lattice_summary(accuracy: dict[str, float]) -> dict:
             "by_label": {k: {"min": min(v), "mean": sum(v) / len(v), "states": len(v)} for k, v in by_label.items()}}
 
 
+def converter_switches(state: str) -> list[tuple[str, int]]:
+    """The converters `state` runs: at each inner boundary b (0-based) where the owner changes, ("enc", b)
+    carries teacher features to a student block, ("dec", b) student features to a teacher block. The one rule
+    for which converters a state needs: its bytes (pwl.budget) and its pack parts (pwl.runtime.pack)."""
+    return [("enc" if a == TEACHER else "dec", b) for b, (a, c) in enumerate(zip(state, state[1:])) if a != c]
+
+
 def is_order(states: list[str]) -> bool:
     """A valid loading order adds exactly one teacher block per step, from all-S to all-T."""
     if not states or set(states[0]) != {STUDENT} or set(states[-1]) != {TEACHER}:

@@ -1,4 +1,4 @@
-"""The frozen teacher's BatchNorm while it makes the distillation targets (`distill.teacher_bn`, distill and kd).
+"""The frozen teacher's BatchNorm while it makes the distillation targets (`distill.teacher_bn`, `kd.teacher_bn`).
 
 "eval" (ours): the teacher runs as it is served, with its running statistics; nothing in it moves.
 "train" (the authors' code, whose HF Trainer puts every module in train mode): the teacher's BatchNorm

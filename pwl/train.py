@@ -11,6 +11,7 @@ from typing import Any, Callable
 
 import torch
 import torch.distributed as dist
+import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
@@ -88,10 +89,27 @@ class Trainee:
     """What a run trains and how it is judged."""
     module: nn.Module  # the trained parameters: checkpointed, and set to the best epoch's at the end
     param_groups: list[dict]
-    loss_fn: Callable  # (x, y, progress) -> (loss, {name: term}, logits)
+    # (x, y, progress) -> (loss, {name: term}, logits): CrossEntropyObjective, pwl.losses.OBJECTIVES, or any
+    # such function. One with `find_unused_parameters` true leaves some parameters out of a step (PWL's sampled
+    # mixed states), which DDP must be told
+    objective: Callable
     score_fn: Callable  # () -> {"score": validation score, higher is better, ...anything else to log}
     py_rng: random.Random | None = None  # reseeded every epoch: PWL's sampled mixed states
-    find_unused_parameters: bool = False  # DDP: some parameters may sit out a step (sampled mixed states)
+
+    @property
+    def find_unused_parameters(self) -> bool:
+        return bool(getattr(self.objective, "find_unused_parameters", False))
+
+
+@dataclass
+class CrossEntropyObjective:
+    """Stage `train`: cross-entropy of the model's logits (teachers and scratch students)."""
+    model: nn.Module
+    name = "cross_entropy"
+
+    def __call__(self, x, y, progress: float):
+        logits = self.model(x)
+        return F.cross_entropy(logits, y), {}, logits
 
 
 @dataclass
@@ -110,16 +128,16 @@ class TrainingRun:
     resize_to: int | None = None  # training images resized to this before augmentation (augment.at_input_size)
 
 
-class Objective(nn.Module):
-    """`loss_fn` as a module that owns the trained parameters: what DDP wraps, so that its gradient
+class ObjectiveModule(nn.Module):
+    """The objective as a module that owns the trained parameters: what DDP wraps, so that its gradient
     all-reduce sees every forward (PWL's losses call the student and converters several times per step)."""
 
-    def __init__(self, trainable: nn.Module, loss_fn: Callable):
+    def __init__(self, trainable: nn.Module, objective: Callable):
         super().__init__()
-        self.trainable, self.loss_fn = trainable, loss_fn
+        self.trainable, self.objective = trainable, objective
 
     def forward(self, x, y, progress: float):
-        return self.loss_fn(x, y, progress)
+        return self.objective(x, y, progress)
 
 
 def train_step(objective: Callable, optimizer: torch.optim.Optimizer, sched, x, y, progress: float,
@@ -215,7 +233,7 @@ def fit(trainee: Trainee, run: TrainingRun) -> FitResult:
     ck = load_resume_checkpoint(run)
     if ck is not None:
         best = restore(ck, model, optimizer, sched, scaler)
-    objective = data_parallel(Objective(model, trainee.loss_fn), compute, trainee.find_unused_parameters)
+    objective = data_parallel(ObjectiveModule(model, trainee.objective), compute, trainee.find_unused_parameters)
     for rec in best.history:
         run.on_epoch(rec)
     for epoch in range(best.resumed_from + 1, cfg.epochs + 1):

@@ -3,15 +3,15 @@ Runs under torchrun too (DDP over the student and converters)."""
 import random
 
 from pwl import paths
-from pwl.build import build_mixed, distilled_parts, freeze, init_student
+from pwl.build import freeze, init_student
 from pwl.checkpoints import load_weights
-from pwl.evaluation import state_accuracies
-from pwl.losses import CROSS_MODES, pwl_loss
-from pwl.stage import main
+from pwl.losses import PWLObjective
+from pwl.mixing import build_mixed, distilled_parts, state_accuracies
+from pwl.stage_cli import main
 from pwl.states import prefix_mean, prefix_order
 from pwl.teacher_bn import target_mixed
 from pwl.train import Trainee
-from pwl.training_stage import TrainingStage
+from pwl.stage_training import TrainingStage
 
 
 def run():
@@ -21,7 +21,7 @@ def run():
     mixed = build_mixed(cfg, stage.ds)
     load_weights(paths.weights(arch, "teacher", params.seed), mixed.teacher)
     freeze(mixed.teacher)
-    init_student(mixed.student, arch, cfg, params.seed)
+    init_student(mixed.student, dcfg.init_student, arch, cfg, params.seed)
     stage.compute.module(mixed)
     parts = distilled_parts(mixed)
     targets = target_mixed(mixed, dcfg.teacher_bn)  # `mixed` keeps the trained teacher: validation's all-T
@@ -37,9 +37,7 @@ def run():
         return {"score": student if dcfg.select_on == "student" else mean, "student_acc": student,
                 "prefix_mean": mean}
 
-    trainee = Trainee(parts, groups, lambda x, y, progress: pwl_loss(targets, x, y, dcfg.loss, rng, progress),
-                      score_fn, py_rng=rng,
-                      find_unused_parameters=CROSS_MODES[dcfg.loss.cross_mode].find_unused_parameters)
+    trainee = Trainee(parts, groups, PWLObjective(targets, dcfg.loss, rng), score_fn, py_rng=rng)
 
     def drift():
         """The teacher as the authors evaluated it: its BN statistics as distillation left them."""

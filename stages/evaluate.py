@@ -2,16 +2,18 @@
 import pandas as pd
 
 from pwl import paths
-from pwl.build import load_trained_mixed
-from pwl.compute import make_compute
+from pwl.atomic import atomic_write
+from pwl.compute import make_compute, seed_and_threads
 from pwl.data import Normalizer, load_prepared
-from pwl.evaluation import block_bytes, state_accuracies
-from pwl.stage import elapsed, main, setup, write_json
+from pwl.evaluation import block_bytes
+from pwl.mixing import load_trained_mixed, state_accuracies
+from pwl.stage_cli import elapsed, main, setup, write_json
 from pwl.states import TEACHER, all_states, label, lattice_summary, prefix_mean, prefix_order, suffix_order
 
 
 def run():
     params, args = setup(__doc__, replica=True)
+    seed_and_threads(params)
     cfg = params.for_arch(args.arch)
     ds = load_prepared(paths.DATA)
     norm = Normalizer(ds.manifest["mean"], ds.manifest["std"])
@@ -23,8 +25,8 @@ def run():
     table = pd.DataFrame({"state": states, "label": [label(s) for s in states],
                           "teacher_blocks": [s.count(TEACHER) for s in states],
                           "val_acc": [acc["val"][s] for s in states], "test_acc": [acc["test"][s] for s in states]})
-    paths.states_table(params.profile, args.arch, params.seed).parent.mkdir(parents=True, exist_ok=True)
-    table.to_csv(paths.states_table(params.profile, args.arch, params.seed), index=False, float_format="%.5f")
+    atomic_write(paths.states_table(params.profile, args.arch, params.seed),
+                 lambda tmp: table.to_csv(tmp, index=False, float_format="%.5f"))
     test = acc["test"]
     prefix, suffix = prefix_order(mixed.num_blocks), suffix_order(mixed.num_blocks)
     steps = [test[b] - test[a] for a, b in zip(prefix, prefix[1:])]

@@ -7,7 +7,7 @@ import pandas as pd
 from pwl import paths
 from pwl.env import environment
 from pwl.report import figures, index, markdown, seeds, tables
-from pwl.stage import main, setup, write_json
+from pwl.stage_cli import main, setup, write_json
 
 
 def run():
@@ -55,7 +55,7 @@ def run():
     loadsim = {}
     if params.loadsim is not None:
         for arch, row in zip(params.archs, summary.itertuples()):
-            table, dev_curves = tables.loadsim(profile, arch, params.loadsim.profiles)
+            table, dev_curves = tables.loadsim(profile, arch, params.loadsim.simulate)
             table.to_csv(tab_dir / f"loadsim_{arch}.csv", index=False)
             figures.loadsim_curves(arch, dev_curves, row.pwl_all_T, fig_dir / f"{arch}_loadsim.png")
             loadsim[arch] = table
@@ -63,7 +63,7 @@ def run():
     env, prepared = environment(), tables.read_json(paths.prepare_metrics(profile))
     write_json(out_dir / "summary.json", {"run": run_record(params, env, prepared),
                                           **tables.key_metrics(summary, loadsim_metrics(params), ours)})
-    walls = tables.wall_times(profile, params.archs, params.seeds, params.loadsim.profiles if params.loadsim else ())
+    walls = tables.wall_times(profile, params.archs, params.seeds, params.loadsim.simulate if params.loadsim else ())
     walls.to_csv(tab_dir / "wall_times.csv", index=False, float_format="%.1f")
     text = markdown.build(params, env, summary, per_arch, walls, paper, loadsim, lattice, seed_tables,
                           prepared["source"])
@@ -104,7 +104,7 @@ def loadsim_metrics(params) -> dict:
     if params.loadsim is None:
         return {}
     return {arch: {dev: tables.read_json(paths.loadsim_dir(params.profile, arch, dev) / "metrics.json")
-                   for dev in params.loadsim.profiles} for arch in params.archs}
+                   for dev in params.loadsim.simulate} for arch in params.archs}
 
 
 if __name__ == "__main__":

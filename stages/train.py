@@ -1,12 +1,10 @@
 """Stages `train_teacher@arch` and `train_student@arch`: cross-entropy training from scratch (or from
 pretrained weights where the model config names them), best epoch on val. Runs under torchrun too (DDP)."""
-import torch.nn.functional as F
-
 from pwl.build import build
 from pwl.models import init_pretrained
-from pwl.stage import main
-from pwl.train import Trainee
-from pwl.training_stage import TrainingStage
+from pwl.stage_cli import main
+from pwl.train import CrossEntropyObjective, Trainee
+from pwl.stage_training import TrainingStage
 
 
 def run():
@@ -17,11 +15,7 @@ def run():
     pretrained = init_pretrained(model, model_cfg)  # before any work: an unreachable download stops here
     model = stage.compute.module(model)
 
-    def loss_fn(x, y, progress):
-        logits = model(x)
-        return F.cross_entropy(logits, y), {}, logits
-
-    result = stage.fit(role, Trainee(model, [{"params": model.parameters()}], loss_fn,
+    result = stage.fit(role, Trainee(model, [{"params": model.parameters()}], CrossEntropyObjective(model),
                                      lambda: {"score": stage.accuracy(model, stage.val)}), optim,
                        depends_on=(model_cfg, optim))
     stage.finish(role, model, {"model": model_cfg.model_dump(mode="json")}, lambda: {

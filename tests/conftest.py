@@ -88,7 +88,7 @@ def xy(family):
 def arch_config(family: str) -> ArchConfig:
     pair = PAIRS[family]
     return ArchConfig.model_validate({"teacher": pair["teacher"], "student": pair["student"],
-                                      "train_teacher": {}, "train_student": {}, "distill": {"optim": {}}})
+                                      "train_teacher": {}, "train_student": {}, "distill": {"optim": {}}, "kd": {"optim": {}}})
 
 
 def clone(module):

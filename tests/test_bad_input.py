@@ -21,8 +21,8 @@ from pwl.data import load_prepared, prepare
 from pwl.env import environment, machine, resume_mismatch
 from pwl.errors import PWLError
 from pwl.models import parse_model_config
-from pwl.runtime import export_shards, model_configs, read_manifest
-from pwl.runtime.shards import MANIFEST
+from pwl.runtime import export_pack, model_configs, read_orders, write_orders
+from pwl.runtime.export import ORDERS_FILE
 from pwl.states import prefix_order
 from pwl.train import Trainee, TrainingRun, fit
 from test_data import prepare_fake
@@ -266,13 +266,14 @@ def test_atomic_write_removes_its_tmp_on_failure(tmp_path):
     assert [p.name for p in target.parent.iterdir()] == ["f.json"]
 
 
-# ------------------------------------------------------------------ the shard manifest
+# ------------------------------------------------------------------ the loading orders beside the pack
 
 @pytest.fixture(scope="module")
 def shards(tmp_path_factory):
     out = tmp_path_factory.mktemp("shards")
     tc, sc = (parse_model_config(PAIRS["vgg"][r]) for r in ("teacher", "student"))
-    export_shards(make_mixed("vgg"), out, model_configs(tc, sc, 3, 5, 8), {"prefix": prefix_order(3)})
+    export_pack(make_mixed("vgg"), out, model_configs(tc, sc, 3, 5, 8))
+    write_orders(out, 3, {"prefix": prefix_order(3)})
     return out
 
 
@@ -282,32 +283,26 @@ def _orders(fn):
 
 @pytest.mark.parametrize("edit,needle", [
     (lambda d: d.pop("orders"), "orders: Field required"),
-    (lambda d: d["files"]["teacher_block_2.safetensors"].pop("sha256"), "teacher_block_2.safetensors.sha256: Field"),
-    (lambda d: d["files"]["student.safetensors"].pop("bytes"), "student.safetensors.bytes: Field required"),
     (_orders(lambda o: o.update(prefix=["XSS", "TSS", "TTS", "TTT"])), "orders.prefix: states ['XSS']"),
     (_orders(lambda o: o.update(prefix=["SSS", "TSS", "TTS"])), "does not add the teacher blocks 1..3"),
     (_orders(lambda o: o.update(prefix=["SSS", "TSS", "TSS", "TTS", "TTT"])), "does not add the teacher blocks"),
     (_orders(lambda o: o.update(prefix=["SSSS", "TSSS", "TTSS", "TTTS", "TTTT"])), "num_blocks is 3"),
-    (lambda d: d.update(num_blocks=4), "configs.teacher has 3 blocks but num_blocks is 4"),
-    (lambda d: d["files"].pop("teacher_block_3.safetensors"), "files lacks teacher_block_3.safetensors"),
-    (lambda d: d["files"]["converters.safetensors"].update(role="teacher"), "have the wrong role or block"),
-    (lambda d: d["files"].update({"../x": d["files"]["student.safetensors"]}), "not a plain file name"),
-    (lambda d: d["configs"]["teacher"].update(family="mlp"), "unknown architecture family 'mlp'"),
-    (lambda d: d.update(format="pwl-shards/0"), "has format 'pwl-shards/0'"),
-], ids=["no-orders", "no-sha256", "no-bytes", "letters", "short", "repeat", "length", "num-blocks",
-        "missing-file", "role", "path-escape", "family", "format"])
-def test_shard_manifest_damage_is_one_clear_error(shards, tmp_path, edit, needle):
+    (lambda d: d.update(num_blocks="3"), "num_blocks: Input should be a valid integer"),
+    (lambda d: d.update(files={}), "files: Extra inputs are not permitted"),
+    (lambda d: d.update(format="pwl-shards/2"), "has format 'pwl-shards/2'"),
+], ids=["no-orders", "letters", "short", "repeat", "length", "num-blocks", "extra", "format"])
+def test_loading_orders_damage_is_one_clear_error(shards, tmp_path, edit, needle):
     d = tmp_path / "copy"
     d.mkdir()
-    manifest = json.loads((shards / MANIFEST).read_text())
-    edit(manifest)
-    (d / MANIFEST).write_text(json.dumps(manifest))
+    doc = json.loads((shards / ORDERS_FILE).read_text())
+    edit(doc)
+    (d / ORDERS_FILE).write_text(json.dumps(doc))
     with pytest.raises(PWLError) as err:
-        read_manifest(d)
-    assert str(d / MANIFEST) in str(err.value) and needle in str(err.value), str(err.value)
+        read_orders(d)
+    assert str(d / ORDERS_FILE) in str(err.value) and needle in str(err.value), str(err.value)
 
 
-def test_shard_manifest_orders_a_stage_needs(shards):
-    assert read_manifest(shards, orders=("prefix",))["num_blocks"] == 3
-    with pytest.raises(PWLError, match="has no loading order best_val"):
-        read_manifest(shards, orders=("prefix", "best_val"))
+def test_loading_orders_a_stage_needs(shards):
+    assert read_orders(shards, ("prefix",)) == {"prefix": prefix_order(3)}
+    with pytest.raises(PWLError, match="lack best_val"):
+        read_orders(shards, ("prefix", "best_val"))

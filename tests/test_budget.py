@@ -14,8 +14,9 @@ from pwl import budget
 from pwl.profile import compose
 from pwl.mixing import Converters, MixedModel
 from pwl.models import build_model, parse_model_config
-from pwl.runtime import export_shards, model_configs, teacher_file
-from pwl.states import all_states, label, prefix_order
+from pwl.runtime import export_pack, model_configs
+from pwl.runtime.pack import pack_path
+from pwl.states import all_states, label
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -56,7 +57,7 @@ def shards(tmp_path_factory):
     teacher, student = build_model(tc, 3, 10, 32), build_model(sc, 3, 10, 32)
     mixed = MixedModel(teacher, student, Converters(teacher.block_widths, student.block_widths)).eval()
     out = tmp_path_factory.mktemp("shards")
-    export_shards(mixed, out, model_configs(tc, sc, 3, 10, 32), {"prefix": prefix_order(3)})
+    export_pack(mixed, out, model_configs(tc, sc, 3, 10, 32))
     return mixed, out
 
 
@@ -67,7 +68,7 @@ def _nbytes(*modules) -> int:
 def test_state_bytes_count_the_parts_each_state_runs(shards):
     mixed, out = shards
     t, s, c = mixed.teacher, mixed.student, mixed.converters
-    table = budget.bytes_table(out).set_index("state")
+    table = budget.state_bytes_table(out).set_index("state")
     assert list(table.index) == all_states(3) and (table["label"] == [label(x) for x in table.index]).all()
     assert table.loc["TTT", "bytes"] == _nbytes(t) and table.loc["SSS", "bytes"] == _nbytes(s)
     # block 1 from the teacher (with its embedder), blocks 2-3 from the student (with its head), E_1 between
@@ -84,7 +85,7 @@ def _write_tables(root: Path, shard_dir: Path, arch: str = "vgg") -> pd.DataFram
     compose("smoke", out=root / "params.yaml", conf=REPO / "conf")
     metrics = root / "reports" / "smoke" / "metrics" / arch
     (metrics / "s0").mkdir(parents=True)
-    nbytes = budget.bytes_table(shard_dir)
+    nbytes = budget.state_bytes_table(shard_dir)
     nbytes.to_csv(metrics / "state_bytes.csv", index=False)
     acc = pd.DataFrame({"state": nbytes["state"], "label": nbytes["label"],
                         "val_acc": [0.5 + 0.05 * s.count("T") for s in nbytes["state"]],
@@ -122,6 +123,7 @@ def test_part_bytes_rejects_a_damaged_header(shards, tmp_path):
     _, out = shards
     d = tmp_path / "shards"
     shutil.copytree(out, d)
-    (d / teacher_file(2)).write_bytes(b"\x05")
-    with pytest.raises(budget.PWLError, match="cannot read the tensor header"):
+    pack = pack_path(d)
+    pack.write_bytes(b"\x05" + pack.read_bytes()[1:])  # the header's length: implausible
+    with pytest.raises(budget.PWLError, match="header of .* is unreadable"):
         budget.part_bytes(d)

@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from conftest import PAIRS, batch, make_mixed, make_net
-from pwl.build import distilled_parts
+from pwl.mixing import distilled_parts
 from pwl.checkpoints import fingerprint, load_weights, read_meta, save_weights
 from pwl.config import LossConfig, OptimConfig
 from pwl.errors import PWLError

@@ -15,12 +15,12 @@ def minimal() -> dict:
     return {"archs": ["v"],
             "arch": {"v": {"teacher": {"family": "vgg", "widths": [8, 16], "depths": [2, 2]},
                            "student": {"family": "vgg", "widths": [4, 8], "depths": [1, 1]},
-                           "train_teacher": {}, "train_student": {}, "distill": {"optim": {}}}}}
+                           "train_teacher": {}, "train_student": {}, "distill": {"optim": {}}, "kd": {"optim": {}}}}}
 
 
 VIT = {"teacher": {"family": "vit", "patch_size": 8, "dim": 16, "heads": 2, "depths": [2, 2]},
        "student": {"family": "vit", "patch_size": 8, "dim": 8, "heads": 2, "depths": [1, 1]},
-       "train_teacher": {}, "train_student": {}, "distill": {"optim": {}}}
+       "train_teacher": {}, "train_student": {}, "distill": {"optim": {}}, "kd": {"optim": {}}}
 
 
 def test_minimal_params_validate_with_defaults():
@@ -93,7 +93,7 @@ def _vit(edit=None):
 
 MOBILENET = {"teacher": {"family": "mobilenet", "widths": [8, 16, 16], "depths": [2, 2, 2], "strides": [2, 2, 2]},
              "student": {"family": "mobilenet", "widths": [4, 8, 8], "depths": [1, 1, 1], "strides": [2, 2, 2]},
-             "train_teacher": {}, "train_student": {}, "distill": {"optim": {}}}
+             "train_teacher": {}, "train_student": {}, "distill": {"optim": {}}, "kd": {"optim": {}}}
 
 
 def _mobilenet(edit):
@@ -159,12 +159,12 @@ BAD = [
     ("inf w_sync string", _set("arch.v.distill.loss.w_sync", "inf"), "w_sync: Input should be a finite number"),
     ("inf mlp_ratio", _vit(_set("arch.v.teacher.mlp_ratio", float("inf"))), "mlp_ratio: Input should be a finite"),
     ("inf latency", _set("loadsim", {"devices": {"sd": {"read_bandwidth": 2e7, "open_latency_s": float("inf")}},
-                                     "profiles": ["sd"]}), "open_latency_s: Input should be a finite number"),
+                                     "simulate": ["sd"]}), "open_latency_s: Input should be a finite number"),
     ("huge latency", _set("loadsim", {"devices": {"sd": {"read_bandwidth": 2e7, "open_latency_s": 1e9}},
-                                      "profiles": ["sd"]}), "open_latency_s: Input should be less than or equal to 10"),
-    ("tiny bandwidth", _set("loadsim", {"devices": {"sd": {"read_bandwidth": 1e-300}}, "profiles": ["sd"]}),
+                                      "simulate": ["sd"]}), "open_latency_s: Input should be less than or equal to 10"),
+    ("tiny bandwidth", _set("loadsim", {"devices": {"sd": {"read_bandwidth": 1e-300}}, "simulate": ["sd"]}),
      "read_bandwidth: Input should be greater than or equal to 10000"),
-    ("huge horizon", _set("loadsim", {"devices": {}, "profiles": [], "horizon_s": 1e12}), "horizon_s"),
+    ("huge horizon", _set("loadsim", {"devices": {}, "simulate": [], "horizon_s": 1e12}), "horizon_s"),
     ("huge seed", _set("seed", 10 ** 20), "seed: Input should be less than or equal to 4294967295"),
     ("seed not a replica", _set("seed", 3), "seeds [0] must include seed 3"),
     ("repeated seeds", _set("seeds", [0, 0]), "must be a non-empty list without repeats"),
@@ -217,3 +217,38 @@ def test_load_params_file_errors(tmp_path):
     empty.write_text("")
     with pytest.raises(PWLError, match="archs: Field required"):
         load_params(empty)
+
+
+def test_validating_params_imports_no_torch_code():
+    """pwl.config (and pwl.stage_cli, which every stage imports to validate params) load no torch and none of the
+    model, loss or mixing code: their names and schemas come from pwl.schema. Otherwise every stage would
+    depend on pwl/losses.py, and a loss edit would rerun prepare and the teachers (tests/test_dvc_deps.py)."""
+    import subprocess
+    import sys
+    code = ("import sys, pwl.config, pwl.stage_cli; pwl.config.load_params('params.yaml'); "
+            "print(sorted(m for m in sys.modules if m.split('.')[0] == 'torch' or m in "
+            "('pwl.models', 'pwl.losses', 'pwl.mixing', 'pwl.compute', 'pwl.data')))")
+    res = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.strip() == "[]", f"validating params imported {res.stdout.strip()}"
+
+
+def test_the_schema_and_the_code_know_the_same_names():
+    """The torch-free names (pwl.schema) and their implementations agree: every cross mode, BN mode and model
+    family params may name has its code, and no code is unreachable from params."""
+    from pwl.losses import CROSS_MODES, MIXED_BN
+    from pwl.models import builders, families
+    from pwl.schema import objective
+    assert set(CROSS_MODES) == set(objective.CROSS_MODES)
+    assert set(MIXED_BN) == set(objective.MIXED_BN)
+    assert builders() == families()
+
+
+def test_the_renamed_loadsim_key_says_its_new_name():
+    """`loadsim.profiles` (a name the params profile already has) is now `loadsim.simulate`: the old key is an
+    error that names the new one."""
+    raw = {**minimal(), "loadsim": {"devices": {"sd": {"read_bandwidth": 1e7}}, "profiles": ["sd"]}}
+    with pytest.raises(PWLError, match=r"loadsim.profiles is now loadsim.simulate: write simulate: \['sd'\]"):
+        validate_params(raw)
+    raw["loadsim"]["simulate"] = raw["loadsim"].pop("profiles")
+    assert validate_params(raw).loadsim.simulate == ["sd"]

@@ -215,13 +215,35 @@ def test_the_checks_see_what_they_should():
     assert {"pwl/build.py", "pwl/models/vgg.py", "pwl/states.py", "pwl/data.py"} <= set(code.pwl_files())
     assert not any(f.startswith(("pwl/report", "pwl/runtime")) for f in code.pwl_files())
     assert {"data/prepared", "models/*/s*/teacher.safetensors", "models/*/s*/pwl.safetensors"} <= code.pipeline_paths()
-    assert "pwl/runtime/shards.py" in CODE["export"].pwl_files()
-    assert covers("models/${item}/shards", "models/*/shards/manifest.json") and not covers("data/prepared", "models")
+    assert "pwl/runtime/export.py" in CODE["export"].pwl_files()
+    assert covers("models/${item}/shards", "models/*/shards/orders.json") and not covers("data/prepared", "models")
     export = STAGES["export"]
     without = {**export, "deps": [d for d in export["deps"] if d not in ("data/prepared", "pwl/build.py")]}
     assert missing_data(without, CODE["export"]) == ["data/prepared"]
     assert missing_code(without, CODE["export"])[0] == ["pwl/build.py"]
     assert missing_code({**export, "deps": [*export["deps"], "pwl/report"]}, CODE["export"])[1] == ["pwl/report"]
+
+
+def test_a_loss_or_model_edit_reruns_only_the_stages_that_run_that_code():
+    """Validating params imports no model, loss or torch code (pwl.schema holds the names and schemas it
+    checks): prepare and the training stages do not depend on the PWL objective or the mixed model, so editing
+    pwl/losses.py reruns kd, distill and what follows, never the data or the teachers."""
+    never = {"prepare": ("pwl/losses.py", "pwl/mixing.py", "pwl/models", "pwl/build.py", "pwl/train.py"),
+             "train_teacher": ("pwl/losses.py", "pwl/mixing.py", "pwl/teacher_bn.py"),
+             "train_student": ("pwl/losses.py", "pwl/mixing.py", "pwl/teacher_bn.py"),
+             "evaluate": ("pwl/losses.py", "pwl/train.py"), "export": ("pwl/losses.py", "pwl/train.py"),
+             "loadsim": ("pwl/losses.py", "pwl/train.py"),
+             "report": ("pwl/losses.py", "pwl/mixing.py", "pwl/models", "pwl/compute.py", "pwl/data.py")}
+    for name, files in never.items():
+        imported = CODE[name].pwl_files()
+        deps = entries(STAGES[name], "deps")
+        for f in files:
+            assert not any(covers_file(f, g) for g in imported), f"{name} imports {f}"
+            assert f not in deps, f"{name} declares {f}"
+    assert "pwl/losses.py" in entries(STAGES["distill"], "deps")
+    validation = ("pwl/stage_cli.py", "pwl/config.py", "pwl/schema")
+    for name, stage in STAGES.items():
+        assert set(validation) <= set(entries(stage, "deps")), name
 
 
 def test_plots_name_no_arch():

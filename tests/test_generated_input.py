@@ -1,5 +1,5 @@
-"""Generated bad input (hypothesis): random mutations of the params, the prepared-data manifest and the shard
-manifest. Whatever the mutation, the code that reads it must end like a stage does, with exit status 0 (the
+"""Generated bad input (hypothesis): random mutations of the params, the prepared-data manifest and the loading
+orders beside the pack. Whatever the mutation, the code that reads it must end like a stage does, with exit status 0 (the
 input is usable, and then its consumers work) or 2 (a PWLError) and never a traceback, and must write nothing.
 
 Derandomized (a fixed example sequence, no example database written into the repo) so CI is reproducible."""
@@ -20,10 +20,10 @@ from pwl.config import validate_params
 from pwl.data import Normalizer, load_prepared
 from pwl.models import parse_model_config
 from pwl.profile import compose
-from pwl.runtime import export_shards, load_shard, model_configs, read_manifest
-from pwl.runtime.progressive import manifest_factory
-from pwl.runtime.shards import MANIFEST
-from pwl.stage import main
+from pwl.runtime import export_pack, model_configs, pack_index, read_orders, write_orders
+from pwl.runtime.export import ORDERS_FILE
+from pwl.runtime.skeletons import skeleton_factory
+from pwl.stage_cli import main
 from pwl.states import prefix_order
 from test_data import prepare_fake
 
@@ -65,7 +65,7 @@ def mutated(draw, base):
     for _ in range(draw(st.integers(1, 3))):
         path = draw(st.sampled_from(list(_paths(raw))[1:] or [()]))
         if not path:
-            return draw(VALUES)
+            return copy.deepcopy(draw(VALUES))
         parent, key = _node(raw, path[:-1]), path[-1]
         value = parent[key]
         op = draw(st.sampled_from(["replace", "scale", "delete", "add", "duplicate"]))
@@ -75,16 +75,16 @@ def mutated(draw, base):
         elif op == "delete":
             del parent[key]
         elif op == "add" and isinstance(value, dict):
-            value[draw(st.sampled_from(["extra", "epochs", "file", "orders", "x"]))] = draw(VALUES)
+            value[draw(st.sampled_from(["extra", "epochs", "file", "orders", "x"]))] = copy.deepcopy(draw(VALUES))
         elif op == "duplicate" and isinstance(value, list):
             value.extend(value[:1]) if draw(st.booleans()) else value.clear()
         else:
-            parent[key] = draw(VALUES)
+            parent[key] = copy.deepcopy(draw(VALUES))  # st.just({}) is one object: never alias it into itself
     return raw
 
 
 def exit_status(fn) -> int:
-    """What a stage wrapped by pwl.stage.main would exit with: 0, 2 for a PWLError; anything else escapes
+    """What a stage wrapped by pwl.stage_cli.main would exit with: 0, 2 for a PWLError; anything else escapes
     and fails the test with its traceback."""
     try:
         main(fn)
@@ -181,29 +181,29 @@ def test_generated_prepared_manifests(prepared):
     assert seen[2] > EXAMPLES // 2 and sum(seen.values()) >= EXAMPLES, seen
 
 
-# ------------------------------------------------------------------ the shard manifest
+# ------------------------------------------------------------------ the loading orders beside the pack
 
 @pytest.fixture(scope="module")
 def shard_dir(tmp_path_factory):
     out = tmp_path_factory.mktemp("shards")
     tc, sc = (parse_model_config(PAIRS["vgg"][r]) for r in ("teacher", "student"))
-    export_shards(make_mixed("vgg"), out, model_configs(tc, sc, 3, 5, 8),
-                  {"prefix": prefix_order(3), "other": ["SSS", "SST", "TST", "TTT"]})
+    export_pack(make_mixed("vgg"), out, model_configs(tc, sc, 3, 5, 8))
+    write_orders(out, 3, {"prefix": prefix_order(3), "other": ["SSS", "SST", "TST", "TTT"]})
     return out
 
 
-def test_generated_shard_manifests(shard_dir):
-    path = shard_dir / MANIFEST
+def test_generated_loading_orders(shard_dir):
+    path = shard_dir / ORDERS_FILE
     original = path.read_text()
     base = json.loads(original)
     seen = {0: 0, 2: 0}
 
     def consume():
-        manifest = read_manifest(shard_dir, orders=("prefix",))
-        for name in manifest["files"]:
-            load_shard(shard_dir, manifest, name)
-        build = manifest_factory(manifest)
-        assert build("teacher").num_blocks == build("student").num_blocks == manifest["num_blocks"]
+        orders = read_orders(shard_dir, ("prefix",))
+        index = pack_index(shard_dir)
+        build = skeleton_factory(index.meta)
+        assert build("teacher").num_blocks == build("student").num_blocks == index.num_blocks
+        assert orders["prefix"][0] == "S" * len(orders["prefix"][0])
 
     @SETTINGS
     @given(st.one_of(mutated(base).map(json.dumps), damaged_text(original)))
@@ -211,7 +211,7 @@ def test_generated_shard_manifests(shard_dir):
         path.write_text(text)
         before = listing(shard_dir)
         seen[exit_status(consume)] += 1
-        assert listing(shard_dir) == before, "reading a manifest wrote something"
+        assert listing(shard_dir) == before, "reading the orders wrote something"
 
     try:
         check()

@@ -7,9 +7,9 @@ from conftest import batch, make_mixed
 from pwl.build import freeze
 from pwl.data import Normalizer, Split
 from pwl.errors import PWLError
-from pwl.evaluation import state_accuracies
 from pwl.losses import recon_loss
-from pwl.mixing import ChannelMap, Converters, check_pairing, converter, logits_of_all_states
+from pwl.mixing import ChannelMap, Converters, converter, logits_of_all_states, state_accuracies
+from pwl.schema.objective import check_pairing
 from pwl.states import all_states, prefix_order
 
 N = 3

@@ -8,14 +8,13 @@ from safetensors.torch import save_file
 from timm.models.vision_transformer import VisionTransformer
 
 from conftest import IN_CHANS, NUM_CLASSES, PAIRS, arch_config, batch, make_net
-from pwl.build import build_mixed, distilled_parts, freeze
+from pwl.build import freeze
+from pwl.mixing import build_mixed, distilled_parts
 from pwl.errors import PWLError
 from pwl.evaluation import block_bytes
 from pwl.models import build_model, families, get_family, init_pretrained, parse_model_config
-from pwl.models.mobilenet import InvertedResidual, MobileNetConfig
-from pwl.models.resnet import ResNetConfig
-from pwl.models.vgg import VGGConfig
-from pwl.models.vit import ViTConfig
+from pwl.models.mobilenet import InvertedResidual
+from pwl.schema.families import MobileNetConfig, ResNetConfig, VGGConfig, ViTConfig
 
 
 def test_registry_lists_the_families():

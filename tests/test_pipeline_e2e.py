@@ -139,7 +139,7 @@ def test_paper_profile_on_a_cifar_folder_compares_with_the_paper(tmp_path):
     write_cifar10(tmp_path / "cifar", per_batch=100)
     work, env = git_workspace(tmp_path)
     overrides = ["profile=paper-cifar10", "archs=[vgg]", f"data.root={tmp_path / 'cifar'}", "data.val_size=100",
-                 "data.train_limit=256", "eval.batch_size=200", "loadsim.profiles=[nvme]", "loadsim.repeats=1",
+                 "data.train_limit=256", "eval.batch_size=200", "loadsim.simulate=[nvme]", "loadsim.repeats=1",
                  *(f"arch.vgg.{k}.epochs=1" for k in ("train_teacher", "train_student", "distill.optim"))]
     run([sys.executable, "-m", "dvc", "exp", "run", *(a for o in overrides for a in ("-S", o))], work, env)
     manifest = json.loads((work / "data" / "prepared" / "manifest.json").read_text())

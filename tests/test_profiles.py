@@ -97,3 +97,26 @@ def test_seed_override_carries_the_replica_list(tmp_path):
     assert (p.seed, p.seeds) == (3, [3])
     three = compose("default", ["seeds=[0,1,2]"], out=tmp_path / "q.yaml", conf=REPO / "conf")
     assert (three.seed, three.seeds) == (0, [0, 1, 2])
+
+
+def test_the_paper_profiles_share_one_base(tmp_path):
+    """Every published value is written once (conf/paper/base.yaml): the two paper profiles differ in their names
+    and dataset only."""
+    c10, c100 = (compose(f"paper-{d}", out=tmp_path / f"{d}.yaml", conf=REPO / "conf").model_dump()
+                 for d in ("cifar10", "cifar100"))
+    for p in (c10, c100):
+        p.pop("profile"), p.pop("name"), p["data"].pop("dataset")
+    assert c10 == c100
+    for d in ("cifar10", "cifar100"):
+        assert len((REPO / "conf" / "profile" / f"paper-{d}.yaml").read_text().splitlines()) <= 10
+
+
+@pytest.mark.parametrize("profile", ["default", "smoke", "cifar10-cpu", "paper-cifar10", "paper-cifar100"])
+def test_kd_takes_distills_recipe_unless_told_otherwise(tmp_path, profile):
+    """kd has its own block (arch.<arch>.kd); conf/config.yaml fills it from distill's values, so the control
+    trains with PWL's budget, initialisation, alpha, temperature and teacher BN in every profile."""
+    params = compose(profile, out=tmp_path / "params.yaml", conf=REPO / "conf")
+    for arch in params.arch.values():
+        d, k = arch.distill, arch.kd
+        assert (k.optim, k.init_student, k.alpha, k.temperature, k.teacher_bn) == \
+            (d.optim, d.init_student, d.loss.alpha, d.loss.temperature, d.teacher_bn)

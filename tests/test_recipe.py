@@ -22,7 +22,7 @@ from pwl.profile import compose
 from pwl.report.recipe import ITEMS, recipe_rows
 from pwl.teacher_bn import target_mixed, target_teacher
 from pwl.train import Trainee, TrainingRun, fit, lr_factor, without_decay_on_norm_bias
-from pwl.training_stage import TrainingStage
+from pwl.stage_training import TrainingStage
 from test_config import VIT, minimal
 
 REPO = Path(__file__).resolve().parents[1]
@@ -141,7 +141,7 @@ def test_augment_size_is_the_models_input_size_only_when_asked():
     raw = minimal()
     raw["arch"]["v"] = {"teacher": {**PAIRS["vit"]["teacher"], "input_size": 16},
                         "student": {**PAIRS["vit"]["student"], "input_size": 16},
-                        "train_teacher": {}, "train_student": {}, "distill": {"optim": {}}}
+                        "train_teacher": {}, "train_student": {}, "distill": {"optim": {}}, "kd": {"optim": {}}}
     for at, want in ((False, None), (True, 16)):
         raw["augment"] = {"at_input_size": at}
         p = validate_params(raw)

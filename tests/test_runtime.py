@@ -1,4 +1,4 @@
-"""Load-time simulation: throttled reads, verified shards, and a model that swaps teacher blocks in safely."""
+"""Load-time simulation: throttled reads, a verified pack, and a model that swaps teacher blocks in safely."""
 import gc
 import itertools
 import json
@@ -22,16 +22,18 @@ from pwl.errors import PWLError
 from pwl.mixing import Converters, MixedModel
 from pwl.models import build_model, parse_model_config
 from pwl.runtime import (DeviceProfile, ParallelModel, PlainReader, ProgressiveModel, TeacherOnlyModel, ThrottledReader,
-                         accuracy_curve, block_seconds, curve_area, export_shards, load_shard, make_profile,
-                         mean_accuracy, model_configs, order_area, predicted_timeline, read_manifest, run_requests,
-                         shared_arrivals, teacher_file, time_to_accuracy, time_to_first_answer, value_order)
+                         accuracy_curve, block_seconds, curve_area, export_pack, make_profile, mean_accuracy,
+                         model_configs, order_area, predicted_timeline, read_orders, run_requests, shared_arrivals,
+                         time_to_accuracy, time_to_first_answer, value_order, write_orders)
 from pwl.runtime.cold import cold_launch
 from pwl.runtime.http import HttpReader, serve
 from pwl.report import markdown, tables
 from pwl.runtime.measure import FIRST_ANSWER_STEPS, compare_strategies, read_ahead
-from pwl.runtime.pack import PACK_FILE, block_parts, pack_index, step_parts, teacher_part
-from pwl.runtime.progressive import FIRST_ANSWER_WAIT_S, manifest_factory
-from pwl.runtime.shards import CONVERTERS_FILE, MANIFEST, STUDENT_FILE
+from pwl.runtime.export import ORDERS_FILE
+from pwl.runtime.pack import (PackIndex, block_parts, pack_index, pack_path, parse_part, part_name, step_parts,
+                              teacher_part)
+from pwl.runtime.skeletons import skeleton_factory
+from pwl.runtime.strategies import FIRST_ANSWER_WAIT_S
 from pwl.runtime.turns import TurnLock
 from pwl.states import all_states, best_order, changed_block, prefix_order
 
@@ -66,17 +68,20 @@ def setup(tmp_path_factory):
     _randomize_bn(teacher), _randomize_bn(student)
     mixed = MixedModel(teacher, student, conv).eval()
     out = tmp_path_factory.mktemp("shards")
-    manifest = export_shards(mixed, out, model_configs(tc, sc, 3, 10, 32), {"prefix": PREFIX, "middle": MIDDLE})
+    configs = model_configs(tc, sc, 3, 10, 32)
+    index = export_pack(mixed, out, configs)
+    write_orders(out, N, {"prefix": PREFIX, "middle": MIDDLE})
     x = torch.randn(4, 3, 32, 32)
     with torch.no_grad():
         refs = {s: mixed(x, s) for s in {*PREFIX, *MIDDLE}}
-    return {"mixed": mixed, "dir": out, "manifest": manifest, "x": x, "refs": refs}
+    return {"mixed": mixed, "dir": out, "index": index, "configs": configs, "x": x, "refs": refs}
 
 
 def _step_bytes(setup, order) -> list[int]:
     """Bytes each request of `order` reads, cumulated: header + student, then per step the new block and the
     converters the new state runs (nothing else)."""
-    index, header = pack_index(setup["dir"]), setup["manifest"]["pack"]["header_bytes"]
+    index = pack_index(setup["dir"])
+    header = index.header_bytes
     per = [header + index.part_bytes("student")] + [sum(index.part_bytes(p) for p in step_parts(a, b, index.parts))
                                                      for a, b in zip(order, order[1:])]
     return list(itertools.accumulate(per))
@@ -101,26 +106,13 @@ def test_throttled_reader_takes_bytes_over_bandwidth(tmp_path):
     assert abs(took - expected) < 0.1 * expected, (took, expected)
 
 
-def test_export_writes_verifiable_shards(setup):
-    d, manifest, mixed = setup["dir"], setup["manifest"], setup["mixed"]
-    assert read_manifest(d) == manifest
-    assert not list(d.glob("*.tmp"))
-    files = manifest["files"]
-    assert set(files) == {STUDENT_FILE, CONVERTERS_FILE, *(teacher_file(i) for i in range(1, N + 1))}
-    assert files[STUDENT_FILE]["tensors"] == sorted(mixed.student.state_dict())
-    assert files[CONVERTERS_FILE]["tensors"] == sorted(mixed.converters.state_dict())
-    assert all(k.startswith("blocks.0.") for k in files[teacher_file(1)]["tensors"])  # vgg embed has no tensors
-    assert {"head.fc.weight", "head.fc.bias"} <= set(files[teacher_file(N)]["tensors"])
-    union = set().union(*(files[teacher_file(i)]["tensors"] for i in range(1, N + 1)))
-    assert union == set(mixed.teacher.state_dict())
-    assert sum(f["bytes"] for f in files.values()) == sum(p.stat().st_size for p in d.glob("*.safetensors")
-                                                          if p.name != PACK_FILE)
-    shard = load_shard(d, manifest, teacher_file(3), PlainReader())
-    assert torch.equal(shard["blocks.2.0.0.weight"], mixed.teacher.blocks[2][0][0].weight)
-    assert manifest["orders"] == {"prefix": PREFIX, "middle": MIDDLE}
+def test_export_writes_the_pack_and_the_orders(setup):
+    d, index, mixed = setup["dir"], setup["index"], setup["mixed"]
+    assert sorted(p.name for p in d.iterdir()) == sorted([pack_path(d).name, ORDERS_FILE])  # one weights file
+    assert read_orders(d) == {"prefix": PREFIX, "middle": MIDDLE}
     # the pack: a plain safetensors file holding every tensor, laid out student first, then block by block
     # with each block's converters beside it
-    pack = safetensors.torch.load_file(d / PACK_FILE)
+    pack = safetensors.torch.load_file(pack_path(d))
     want = {**{f"student.{k}": v for k, v in mixed.student.state_dict().items()},
             **{f"teacher.{k}": v for k, v in mixed.teacher.state_dict().items()},
             **{f"converters.{k}": v for k, v in mixed.converters.state_dict().items()}}
@@ -128,10 +120,21 @@ def test_export_writes_verifiable_shards(setup):
     index = pack_index(d)
     layout = ["student", *(p for i in range(1, N + 1) for p in block_parts(i, N) if p not in ("enc.1", "dec.1", "enc.3", "dec.3"))]  # equal widths: identities
     assert sorted(index.parts, key=lambda p: index.parts[p][0]) == layout
-    assert index.parts["student"][0] == manifest["pack"]["header_bytes"]  # header + student: one read
-    assert index.meta["configs"] == manifest["configs"] and index.num_blocks == N
+    assert index.parts["student"][0] == index.header_bytes  # header + student: one read
+    assert index.meta["configs"] == setup["configs"] and index.num_blocks == N
+    assert pack_index(d) == index
     with pytest.raises(PWLError, match="not a valid order"):
-        export_shards(mixed, d / "bad", {}, {"bad": ["SSSSS", "TTSSS", "TTTTT"]})
+        write_orders(d / "bad", N, {"bad": ["SSSSS", "TTSSS", "TTTTT"]})
+
+
+def test_part_names_parse_back():
+    """One naming scheme for the pack's parts, and its inverse."""
+    for kind, i in [("student", None), ("teacher", 1), ("teacher", 12), ("enc", 0), ("dec", 3)]:
+        assert parse_part(part_name(kind, i)) == (kind, i)
+    assert [part_name("teacher", 3), part_name("enc", 2)] == ["teacher_3", "enc.2"]  # what packs hold
+    for bad in ("teacher_0", "teacher_x", "enc.-1", "dec", "student_1", "teacher_1.5"):
+        with pytest.raises(PWLError, match="not a part name"):
+            parse_part(bad)
 
 
 @pytest.mark.parametrize("order", [PREFIX, MIDDLE], ids=["prefix", "middle"])
@@ -180,23 +183,12 @@ def test_requests_during_swaps_never_see_half_built_blocks(setup):
     assert not bad, f"{len(bad)} of {len(answers)} answers differ from MixedModel of their state: {set(bad)}"
 
 
-def _damage(path, how):
-    blob = bytearray(path.read_bytes())
-    if how == "flip":
-        blob[-5] ^= 0xFF  # inside tensor data: deserializes fine, only the checksum catches it
-        path.write_bytes(bytes(blob))
-    elif how == "truncate":
-        path.write_bytes(bytes(blob[: len(blob) // 2]))
-    else:
-        path.unlink()
-
-
 def _flip_part(d, part):
     """Flip one byte inside `part` of the pack: it still parses, only its checksum catches it."""
     start, end, _ = pack_index(d).parts[part]
-    blob = bytearray((d / PACK_FILE).read_bytes())
+    blob = bytearray(pack_path(d).read_bytes())
     blob[(start + end) // 2] ^= 0xFF
-    (d / PACK_FILE).write_bytes(bytes(blob))
+    pack_path(d).write_bytes(bytes(blob))
 
 
 def _served(model, setup, state):
@@ -207,14 +199,6 @@ def _served(model, setup, state):
 
 BY_TEACHER_BLOCKS = {s: 50.0 + 10 * s.count("T") for s in all_states(N)}  # an order-agnostic model
 PREFIX_ONLY = {s: 90.0 if s in PREFIX else 40.0 for s in all_states(N)}  # non-prefix states collapse
-
-
-@pytest.mark.parametrize("damage,message", [("flip", "corrupt"), ("truncate", "truncated"), ("delete", "missing")])
-def test_bad_shard_is_clear_error(setup, tmp_path, damage, message):
-    d = _copy(setup, tmp_path)
-    _damage(d / teacher_file(3), damage)
-    with pytest.raises(PWLError, match=message):
-        load_shard(d, setup["manifest"], teacher_file(3))
 
 
 @pytest.mark.parametrize("accuracy,final", [(BY_TEACHER_BLOCKS, "TTSTT"), (PREFIX_ONLY, "TTSSS"), (None, "TTSSS")],
@@ -245,7 +229,7 @@ def test_truncated_pack_keeps_serving_what_arrived(setup, tmp_path):
     """The pack ends inside block 3: blocks 3, 4 and 5 fail one by one (each a clear event), never a crash."""
     d = _copy(setup, tmp_path)
     cut = pack_index(d).parts[teacher_part(3)][0] + 10
-    (d / PACK_FILE).write_bytes((d / PACK_FILE).read_bytes()[:cut])
+    pack_path(d).write_bytes(pack_path(d).read_bytes()[:cut])
     model = ProgressiveModel(d, FAST, PREFIX, accuracy=BY_TEACHER_BLOCKS, first_answer_wait_s=0).start()
     assert model.wait(10)
     assert [e["file"] for e in model.timeline if e["event"] == "shard_failed"] == \
@@ -257,7 +241,7 @@ def test_truncated_pack_keeps_serving_what_arrived(setup, tmp_path):
 
 def test_missing_pack_fails_start(setup, tmp_path):
     d = _copy(setup, tmp_path)
-    (d / PACK_FILE).unlink()
+    pack_path(d).unlink()
     model = ProgressiveModel(d, FAST, PREFIX)
     with pytest.raises(PWLError, match="cannot read .*model.safetensors"):
         model.start()
@@ -266,9 +250,8 @@ def test_missing_pack_fails_start(setup, tmp_path):
 
 def test_failed_block_uses_the_packs_validation_accuracy(setup, tmp_path):
     d = tmp_path / "shards"
-    manifest = export_shards(setup["mixed"], d, setup["manifest"]["configs"], {"prefix": PREFIX},
-                             {"val_accuracy": BY_TEACHER_BLOCKS})
-    assert manifest["val_accuracy"] == BY_TEACHER_BLOCKS == pack_index(d).meta["val_accuracy"]
+    index = export_pack(setup["mixed"], d, setup["configs"], BY_TEACHER_BLOCKS)
+    assert index.meta["val_accuracy"] == BY_TEACHER_BLOCKS
     _flip_part(d, teacher_part(2))
     model = ProgressiveModel(d, FAST, PREFIX, first_answer_wait_s=0).start()
     assert model.wait(10) and model.accuracy == BY_TEACHER_BLOCKS
@@ -318,7 +301,7 @@ def test_profiles_validate():
 
 
 def test_strategies_and_analytical_model(setup):
-    x, manifest = setup["x"], setup["manifest"]
+    x, index = setup["x"], setup["index"]
     runs = {s: run_requests(setup["dir"], FAST, s, x, order=PREFIX if s == "pwl" else None)
             for s in ("teacher_only", "student_only", "pwl", "parallel")}
     assert {r["state"] for r in runs["student_only"]["requests"]} == {"S" * N}
@@ -327,7 +310,7 @@ def test_strategies_and_analytical_model(setup):
         assert runs[s]["requests"][0]["state"] == "S" * N and runs[s]["requests"][-1]["state"] == "T" * N
     assert time_to_first_answer(runs["student_only"]["timeline"]) < time_to_first_answer(runs["teacher_only"]["timeline"])
     for strategy, run in runs.items():
-        pred = predicted_timeline(manifest, FAST, strategy, PREFIX if strategy == "pwl" else None)
+        pred = predicted_timeline(index, FAST, strategy, PREFIX if strategy == "pwl" else None)
         measured = {e["event"]: e for e in run["timeline"]}
         for e in pred:  # reading can only be slower than the bandwidth allows, and reads the same bytes
             if e["event"] in ("student_ready", "teacher_complete"):
@@ -356,22 +339,21 @@ def test_time_to_teacher_accuracy_is_the_first_answer_at_it():
     assert time_to_accuracy(curve, acc["TT"]) == time_to_first_answer(teacher_only) == 2.5
 
 
-def test_vit_shards_round_trip(tmp_path):
+def test_vit_pack_round_trip(tmp_path):
     torch.manual_seed(1)
     tc = parse_model_config({"family": "vit", "patch_size": 8, "dim": 16, "heads": 2, "depths": [2, 2]})
     sc = parse_model_config({"family": "vit", "patch_size": 8, "dim": 16, "heads": 2, "depths": [1, 1]})
     teacher, student = build_model(tc, 3, 10, 16), build_model(sc, 3, 10, 16)
     mixed = MixedModel(teacher, student, Converters(teacher.block_widths, student.block_widths)).eval()
-    manifest = export_shards(mixed, tmp_path, model_configs(tc, sc, 3, 10, 16), {"prefix": prefix_order(2)})
-    assert manifest["files"][CONVERTERS_FILE]["tensors"] == []  # equal widths: identity converters
-    assert set(manifest["pack"]["parts"]) == {"student", "teacher_1", "teacher_2"}  # ... and no pack part
-    assert any(k.startswith("embed.") for k in manifest["files"][teacher_file(1)]["tensors"])
+    index = export_pack(mixed, tmp_path, model_configs(tc, sc, 3, 10, 16))
+    assert not list(mixed.converters.state_dict())  # equal widths: identity converters ...
+    assert set(index.parts) == {"student", "teacher_1", "teacher_2"}  # ... and no pack part
+    assert index.tensor_bytes("teacher.embed.") > 0 and index.tensor_bytes("teacher.embed.") < index.part_bytes("teacher_1")
     x = torch.randn(2, 3, 16, 16)
     model = ProgressiveModel(tmp_path, DEVICES.device("nvme"), prefix_order(2)).start()
     assert model.wait(10) and model.error is None
     with torch.no_grad():
         assert torch.equal(model.predict(x)[0], teacher(x))
-    assert (tmp_path / MANIFEST).exists()
 
 
 def test_loader_serves_first_then_loads(setup):
@@ -478,11 +460,18 @@ def test_concurrent_reads_share_the_bandwidth(tmp_path):
     assert reader.bytes_read == 204_800 and reader.files_read == 2
 
 
-def _fake_manifest(rng, n):
+def fake_index(num_blocks: int, header: int, sizes: dict[str, int]) -> PackIndex:
+    """The header of a pack with parts of `sizes` bytes (name -> bytes) one after the other, nothing else."""
+    parts, pos = {}, header
+    for name, size in sizes.items():
+        parts[name], pos = (pos, pos + size, ""), pos + size
+    return PackIndex("fake", {"num_blocks": num_blocks}, {}, parts, header)
+
+
+def _fake_index(rng, n):
     """Random block sizes; identity converters (no bytes), so that a block's cost does not depend on the order."""
     parts = {teacher_part(i): rng.randint(1_000, 2_000_000) for i in range(1, n + 1)}
-    return {"num_blocks": n, "pack": {"header_bytes": rng.randint(100, 10_000),
-                                      "parts": {"student": rng.randint(1_000, 200_000), **parts}}}
+    return fake_index(n, rng.randint(100, 10_000), {"student": rng.randint(1_000, 200_000), **parts})
 
 
 @pytest.mark.parametrize("seed", range(12))
@@ -492,15 +481,15 @@ def test_value_order_equals_brute_force(seed):
     only cost (what export orders by)."""
     rng = random.Random(seed)
     n = 2 + seed % 5
-    manifest = _fake_manifest(rng, n)
+    index = _fake_index(rng, n)
     dev = DeviceProfile(name="d", read_bandwidth=rng.choice([2e6, 2e7, 2.5e8]),
                         open_latency_s=rng.choice([0, 2e-3, 0.03]))
     acc = {s: rng.uniform(10, 95) for s in all_states(n)}
-    best = value_order(acc, manifest, dev)
-    horizon = predicted_timeline(manifest, dev, "pwl", prefix_order(n))[-1]["t"] + 1.0
+    best = value_order(acc, index, dev)
+    horizon = predicted_timeline(index, dev, "pwl", prefix_order(n))[-1]["t"] + 1.0
 
     def area(order):
-        return curve_area(accuracy_curve(predicted_timeline(manifest, dev, "pwl", order), acc), horizon)
+        return curve_area(accuracy_curve(predicted_timeline(index, dev, "pwl", order), acc), horizon)
 
     orders = []
     for perm in itertools.permutations(range(n)):
@@ -511,7 +500,7 @@ def test_value_order_equals_brute_force(seed):
         orders.append(order)
     brute = max(orders, key=area)
     assert area(best) == pytest.approx(area(brute), rel=1e-12, abs=1e-12)
-    costs = block_seconds(manifest, dev)
+    costs = block_seconds(index, dev)
     assert order_area(best, acc, costs) == pytest.approx(max(order_area(o, acc, costs) for o in orders))
     assert best == best_order(acc, costs)
 
@@ -519,20 +508,19 @@ def test_value_order_equals_brute_force(seed):
 def test_value_order_depends_on_the_device():
     """Bytes decide on a slow link, latency on a fast one: a big accurate block first only where bytes are cheap."""
     n = 2
-    manifest = {"num_blocks": n, "pack": {"header_bytes": 100, "parts": {"student": 1_000, teacher_part(1): 1_000_000,
-                                                                         teacher_part(2): 1_000}}}
+    index = fake_index(n, 100, {"student": 1_000, teacher_part(1): 1_000_000, teacher_part(2): 1_000})
     acc = {"SS": 50.0, "TS": 90.0, "ST": 55.0, "TT": 91.0}
     slow = DeviceProfile(name="slow", read_bandwidth=1e6, open_latency_s=0.0)
     # SS while block 1 loads (1 s), then TS while block 2 loads (1 ms) vs SS for 1 ms then ST for 1 s
-    assert value_order(acc, manifest, slow) == ["SS", "ST", "TT"]
+    assert value_order(acc, index, slow) == ["SS", "ST", "TT"]
     fast = DeviceProfile(name="fast", read_bandwidth=1e12, open_latency_s=0.01)  # equal costs: best state first
-    assert value_order(acc, manifest, fast) == ["SS", "TS", "TT"]
+    assert value_order(acc, index, fast) == ["SS", "TS", "TT"]
 
 
 # ------------------------------------------------------------------ what a device reads, and when
 
 def test_each_request_reads_only_what_its_step_uses(setup):
-    """Request 1 reads the header and the student (the first answer needs nothing else: no manifest); each
+    """Request 1 reads the header and the student (the first answer needs nothing else: no orders); each
     later request reads one step: the new block and the converters the new state runs, as the pack's header
     records them (MIDDLE needs converters in both directions)."""
     model = ProgressiveModel(setup["dir"], FAST, MIDDLE, first_answer_wait_s=0).start()
@@ -540,12 +528,12 @@ def test_each_request_reads_only_what_its_step_uses(setup):
     assert model.wait(10) and model.error is None
     got = list(itertools.accumulate(r["bytes"] for r in model.reader.log))
     assert got == _step_bytes(setup, MIDDLE) and len(got) == N + 1
-    assert all(Path(r["path"]).name == PACK_FILE for r in model.reader.log)
+    assert all(Path(r["path"]) == pack_path(setup["dir"]) for r in model.reader.log)
 
 
-def test_the_runtime_needs_no_manifest(setup, tmp_path):
+def test_the_runtime_needs_only_the_pack(setup, tmp_path):
     d = _copy(setup, tmp_path)
-    (d / MANIFEST).unlink()
+    (d / ORDERS_FILE).unlink()
     model = ProgressiveModel(d, FAST, PREFIX, first_answer_wait_s=0).start()
     assert model.wait(10) and model.error is None and model.state == "T" * N
 
@@ -556,7 +544,7 @@ def test_teacher_only_reads_one_file_once(setup):
     index = pack_index(setup["dir"])
     teacher = sum(index.part_bytes(teacher_part(i)) for i in range(1, N + 1))
     read = next(e for e in res["timeline"] if e["event"] == "read")
-    assert read["bytes_read"] == setup["manifest"]["pack"]["header_bytes"] + teacher
+    assert read["bytes_read"] == index.header_bytes + teacher
     model = TeacherOnlyModel(setup["dir"], FAST).start()
     assert model.reader.files_read == 1 and len(model.reader.log) == 1
 
@@ -628,7 +616,7 @@ def test_the_first_skeleton_is_built_while_the_weights_arrive(setup):
     index = pack_index(setup["dir"])
     take = 0.3
     dev = DeviceProfile(name="slow", read_bandwidth=index.part_bytes("student") / take, open_latency_s=0.0, threads=1)
-    build = manifest_factory(index.meta)
+    build = skeleton_factory(index.meta)
 
     def slow(role):
         time.sleep(take)
@@ -636,7 +624,7 @@ def test_the_first_skeleton_is_built_while_the_weights_arrive(setup):
 
     model = ProgressiveModel(setup["dir"], dev, None, factory=slow).start()
     read = next(e for e in model.timeline if e["event"] == "read")
-    header = setup["manifest"]["pack"]["header_bytes"] / dev.read_bandwidth
+    header = index.header_bytes / dev.read_bandwidth
     assert read["skeleton_s"] >= take and read["read_s"] < header + 1.5 * take, (read, header)
     logits, state = model.predict(setup["x"])
     assert state == "S" * N and torch.equal(logits, setup["refs"][state])
@@ -669,12 +657,11 @@ def test_no_garbage_collection_inside_a_timed_run(setup):
 def test_analytical_model_overlaps_reads_and_builds():
     """Reads go back to back from the first answer; a step is built once its bytes are in and the step
     before is built; the first answer at a new state comes half an old request plus one request later."""
-    manifest = {"num_blocks": 2, "pack": {"header_bytes": 0, "parts": {"student": 10_000, "teacher_1": 10_000,
-                                                                       "teacher_2": 10_000}}}
+    index = fake_index(2, 0, {"student": 10_000, "teacher_1": 10_000, "teacher_2": 10_000})
     dev = DeviceProfile(name="d", read_bandwidth=10_000, open_latency_s=1.0)  # 2 s per request
     build = {"student": 0.5, "skeleton": 0.25, "teacher_1": 3.0, "teacher_2": 0.5}
     req = {"SS": 1.0, "TS": 2.0, "TT": 4.0}
-    pred = {(e["event"], e["state"]): e["t"] for e in predicted_timeline(manifest, dev, "pwl", ["SS", "TS", "TT"],
+    pred = {(e["event"], e["state"]): e["t"] for e in predicted_timeline(index, dev, "pwl", ["SS", "TS", "TT"],
                                                                           request_s=req, build_s=build)}
     assert pred[("first_answer", "SS")] == 3.5  # 2 s read + 0.5 build + 1 forward
     assert pred[("block_swapped", "TS")] == 3.5 + 2 + 3  # block 1 read by 5.5, built by 8.5
@@ -686,7 +673,7 @@ def test_analytical_model_overlaps_reads_and_builds():
 # ------------------------------------------------------------------ the HTTP transport
 
 def test_http_ranges_return_the_file_readers_bytes(setup):
-    path = setup["dir"] / PACK_FILE
+    path = pack_path(setup["dir"])
     blob, size = path.read_bytes(), path.stat().st_size
     with serve(setup["dir"]) as url:
         reader = HttpReader(url, 1e9)
@@ -708,7 +695,7 @@ def test_http_ranges_return_the_file_readers_bytes(setup):
 def test_http_pays_the_latency_and_then_every_byte(setup):
     """The server's latency is a wait, not banked bandwidth: a request takes latency + bytes / bandwidth, as
     the file reader's does (the bucket is drained at the first byte)."""
-    path = setup["dir"] / PACK_FILE
+    path = pack_path(setup["dir"])
     size = path.stat().st_size
     for latency in (0.0, 0.05):
         with serve(setup["dir"], latency_s=latency) as url:
@@ -783,7 +770,7 @@ def test_loadsim_metrics_feed_the_report(setup, tmp_path, monkeypatch):
                                                   "ttfa_ratio_teacher_over_pwl": 2.0}))
     pd.DataFrame(curves).to_csv(out / "curves.csv", index=False)
     table, _ = tables.loadsim("default", "vgg", ["sdcard"])
-    params = SimpleNamespace(loadsim=DEVICES.model_copy(update={"profiles": ["sdcard"], "repeats": 2}))
+    params = SimpleNamespace(loadsim=DEVICES.model_copy(update={"simulate": ["sdcard"], "repeats": 2}))
     text = "\n".join(markdown.loadsim_section(params, {"vgg": table, "resnet": table.copy()}))  # rows of 2 archs
     for expected in ("Where the first answer's time goes", "**Stalls.**", "**Overlap.**", "**File against HTTP**",
                      "vgg/sdcard/pwl_prefix_http TTFA", "**Measured against modelled**"):

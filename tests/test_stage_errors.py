@@ -179,41 +179,38 @@ def test_damaged_prepared_manifest(workdir, damage, needle):
 
 
 def _export_untrained_shards(work: Path) -> Path:
-    """The vgg shards of the smoke params, from untrained weights: a valid manifest to damage."""
-    from pwl.build import build_mixed
+    """The vgg pack of the smoke params, from untrained weights, and its loading orders: valid orders to damage."""
+    from pwl.mixing import build_mixed
     from pwl.config import load_params
     from pwl.data import load_prepared
-    from pwl.runtime import export_shards, model_configs
+    from pwl.runtime import export_pack, model_configs, write_orders
+    from pwl.runtime.export import ORDERS_FILE
     from pwl.states import prefix_order
     cfg, ds = load_params(work / "params.yaml").for_arch("vgg"), load_prepared(work / "data" / "prepared")
     out = work / "models" / "vgg" / "shards"
     n = cfg.teacher.num_blocks
-    export_shards(build_mixed(cfg, ds), out, model_configs(cfg.teacher, cfg.student, ds.in_chans, ds.num_classes,
-                                                           ds.image_size),
-                  {"prefix": prefix_order(n), "value_sdcard": prefix_order(n)})
-    return out / "manifest.json"
-
-
-def _drop_sha(d):
-    d["files"]["teacher_block_2.safetensors"].pop("sha256")
+    export_pack(build_mixed(cfg, ds), out, model_configs(cfg.teacher, cfg.student, ds.in_chans, ds.num_classes,
+                                                         ds.image_size))
+    write_orders(out, n, {"prefix": prefix_order(n), "value_sdcard": prefix_order(n)})
+    return out / ORDERS_FILE
 
 
 @pytest.mark.parametrize("edit,needle", [
     (lambda d: d.pop("orders"), "orders: Field required"),
-    (_drop_sha, "files.teacher_block_2.safetensors.sha256: Field required"),
+    (lambda d: d.update(num_blocks=0), "num_blocks: Input should be greater than or equal to 1"),
     (lambda d: d["orders"].update(prefix=["XSSSS", "TSSSS", "TTSSS", "TTTSS", "TTTTS", "TTTTT"]),
      "orders.prefix: states ['XSSSS'] are not 5 letters S/T"),
-], ids=["no-orders", "no-sha256", "XSSSS"])
-def test_damaged_shard_manifest(workdir, edit, needle):
+], ids=["no-orders", "num-blocks", "XSSSS"])
+def test_damaged_loading_orders(workdir, edit, needle):
     import json
     try:
         path = _export_untrained_shards(workdir)
-        manifest = json.loads(path.read_text())
-        edit(manifest)
-        path.write_text(json.dumps(manifest))
+        doc = json.loads(path.read_text())
+        edit(doc)
+        path.write_text(json.dumps(doc))
         res = run_stage(workdir, "loadsim.py", "--arch", "vgg", "--device", "sdcard")
         assert res.returncode == 2 and "Traceback" not in res.stderr, res.stderr
-        assert f"shard manifest {Path('models/vgg/shards/manifest.json')} is invalid" in res.stderr
+        assert f"loading orders {Path('models/vgg/shards/orders.json')} is invalid" in res.stderr
         assert needle in res.stderr and "how to fix" in res.stderr
         assert not (workdir / "reports" / "smoke" / "loadsim").exists()
     finally:

@@ -9,7 +9,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from conftest import make_mixed
-from pwl.build import distilled_parts, freeze
+from pwl.build import freeze
+from pwl.mixing import distilled_parts
 from pwl.config import AugmentConfig, LossConfig, OptimConfig
 from pwl.data import Normalizer, Split
 from pwl.errors import PWLError

@@ -1,41 +1,10 @@
 """MobileNetV2-style network: 3x3 stem -> N stages of inverted residuals -> 1x1 conv + GAP + linear head.
 A PWL block is one stage; its output (a linear bottleneck, no activation) is what the converters map."""
-from typing import Literal
-
-from pydantic import Field, model_validator
 from torch import nn
 
+from ..schema.families import MobileNetConfig
 from .blocknet import BlockNet, GapLinearHead
-from .common import FamilyConfig
 from .registry import register
-
-
-class MobileNetConfig(FamilyConfig):
-    family: Literal["mobilenet"] = "mobilenet"
-    stem_width: int = 32
-    # MobileNetV2's stages (channels, repeats, first stride), stride 1 where CIFAR-size inputs need it (stem, stage 2)
-    widths: tuple[int, ...] = (16, 24, 32, 64, 96, 160, 320)
-    depths: tuple[int, ...] = (1, 2, 3, 4, 3, 3, 1)
-    strides: tuple[int, ...] = (1, 1, 2, 2, 1, 2, 1)
-    expand_ratio: int = Field(6, ge=1)  # hidden width of an inverted residual = expand_ratio x its input width
-    head_width: int = Field(1280, ge=1)  # the 1x1 conv before pooling
-
-    @model_validator(mode="after")
-    def _strides(self):
-        if len(self.strides) != len(self.depths) or any(s not in (1, 2) for s in self.strides):
-            raise ValueError(f"strides {list(self.strides)} must give 1 or 2 for each of the {len(self.depths)} "
-                             "blocks")
-        return self
-
-    def check_input(self, image_size: int) -> None:
-        down = 2 ** self.strides.count(2)
-        if image_size % down:
-            raise ValueError(f"image_size {image_size} is not divisible by {down} (the product of strides)")
-
-    def check_student(self, student: "MobileNetConfig") -> None:
-        if student.strides != self.strides:  # features must meet the converters at the same resolution
-            raise ValueError(f"mobilenet teacher and student need the same strides ({list(self.strides)} vs "
-                             f"{list(student.strides)})")
 
 
 def conv_bn(cin: int, cout: int, kernel: int, stride: int = 1, groups: int = 1, act: bool = True) -> nn.Sequential:
@@ -70,7 +39,7 @@ class ConvHead(nn.Module):
         return self.classifier(self.conv(f))
 
 
-@register("mobilenet", MobileNetConfig)
+@register("mobilenet")
 def build_mobilenet(cfg: MobileNetConfig, in_chans: int, num_classes: int, img_size: int) -> BlockNet:
     blocks, cin = [], cfg.stem_width
     for width, depth, stride in zip(cfg.widths, cfg.depths, cfg.strides):

@@ -1,16 +1,17 @@
-"""timm-style registry: family name -> (config schema, builder). A new family is one file + one line."""
+"""timm-style registry: family name -> builder (and pretrained-weights loader). The family's options schema
+and its name live in pwl.schema.families (torch-free, for the params schema); a builder is registered under
+that name."""
 from dataclasses import dataclass
 from typing import Callable
 
-from pydantic import BaseModel
-
 from ..errors import PWLError
+from ..schema.families import CONFIGS, FamilyConfig, family_config, names_pretrained
 
 
 @dataclass(frozen=True)
 class Family:
     name: str
-    config: type[BaseModel]  # pydantic schema of the family's options
+    config: type[FamilyConfig]  # pydantic schema of the family's options (pwl.schema.families)
     build: Callable  # build(cfg, in_chans, num_classes, img_size) -> BlockNet
     pretrained: Callable | None = None  # pretrained(net, cfg) -> source description; loads weights in place
 
@@ -18,32 +19,29 @@ class Family:
 _FAMILIES: dict[str, Family] = {}
 
 
-def register(name: str, config: type[BaseModel], pretrained: Callable | None = None):
+def register(name: str, pretrained: Callable | None = None):
+    """Register the decorated builder for the family `name` (a key of pwl.schema.families.CONFIGS)."""
+    if name not in CONFIGS:
+        raise KeyError(f"family {name!r} has no schema in pwl.schema.families.CONFIGS")
+
     def deco(fn):
-        _FAMILIES[name] = Family(name, config, fn, pretrained)
+        _FAMILIES[name] = Family(name, CONFIGS[name], fn, pretrained)
         return fn
 
     return deco
 
 
-def families() -> list[str]:
+def builders() -> list[str]:
+    """The families with a registered builder (every schema's: tests/test_models.py)."""
     return sorted(_FAMILIES)
 
 
 def get_family(name: str) -> Family:
-    if not isinstance(name, str) or name not in _FAMILIES:  # a list or dict here is a typo, not a crash
-        raise PWLError(f"unknown architecture family {name!r}", f"use one of: {', '.join(families())}")
+    family_config(name)  # an unknown name: the schema's error
     return _FAMILIES[name]
 
 
-def parse_model_config(raw: dict) -> BaseModel:
-    """Validate a raw `{family: ..., ...}` dict with its family's schema."""
-    if not isinstance(raw, dict) or "family" not in raw:
-        raise PWLError(f"model config {raw!r} has no 'family'", f"add family: one of {', '.join(families())}")
-    return get_family(raw["family"]).config.model_validate(raw)
-
-
-def build_model(cfg: BaseModel, in_chans: int, num_classes: int, img_size: int):
+def build_model(cfg: FamilyConfig, in_chans: int, num_classes: int, img_size: int):
     """The family's builder, after its `check_input` hook (the params schema ran it on data.image_size; the
     prepared data's size is checked again here, a PWLError rather than a builder's traceback)."""
     try:
@@ -54,12 +52,7 @@ def build_model(cfg: BaseModel, in_chans: int, num_classes: int, img_size: int):
     return get_family(cfg.family).build(cfg, in_chans=in_chans, num_classes=num_classes, img_size=img_size)
 
 
-def names_pretrained(cfg: BaseModel) -> bool:
-    """Does the model config name pretrained weights (`pretrained` / `pretrained_file`)?"""
-    return bool(getattr(cfg, "pretrained", None) or getattr(cfg, "pretrained_file", None))
-
-
-def init_pretrained(net, cfg: BaseModel) -> str | None:
+def init_pretrained(net, cfg: FamilyConfig) -> str | None:
     """Load the pretrained weights a model config names, if any; returns where they came from. Only the
     training stages call this: later stages load the trained weights."""
     if not names_pretrained(cfg):

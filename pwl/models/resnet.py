@@ -1,19 +1,10 @@
 """CIFAR-style ResNet: 3x3 stem (no max-pool) + N stages of basic blocks; stride 2 from stage 2 on."""
-from typing import Literal
-
 import torch.nn.functional as F
 from torch import nn
 
+from ..schema.families import ResNetConfig
 from .blocknet import BlockNet, GapLinearHead
-from .common import FamilyConfig
 from .registry import register
-
-
-class ResNetConfig(FamilyConfig):
-    family: Literal["resnet"] = "resnet"
-    stem_width: int = 64
-    widths: tuple[int, ...] = (32, 64, 128, 256)
-    depths: tuple[int, ...] = (3, 4, 6, 3)  # ResNet-34 layout; the published student uses 1 per stage
 
 
 class BasicBlock(nn.Module):
@@ -33,7 +24,7 @@ class BasicBlock(nn.Module):
         return F.relu(out + self.shortcut(x), inplace=True)
 
 
-@register("resnet", ResNetConfig)
+@register("resnet")
 def build_resnet(cfg: ResNetConfig, in_chans: int, num_classes: int, img_size: int) -> BlockNet:
     stem = nn.Sequential(nn.Conv2d(in_chans, cfg.stem_width, 3, 1, 1, bias=False),
                          nn.BatchNorm2d(cfg.stem_width), nn.ReLU(inplace=True))

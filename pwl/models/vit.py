@@ -2,56 +2,18 @@
 ImageNet-pretrained weights (timm's hub, or a local file) initialise it as the paper fine-tunes ViT-Tiny."""
 import re
 from pathlib import Path
-from typing import Literal, Optional
+from typing import Optional
 
 import torch
 import torch.nn.functional as F
-from pydantic import Field, model_validator
 from timm.layers.attention import Attention
 from timm.models.vision_transformer import VisionTransformer
 from torch import nn
 
 from ..errors import PWLError
+from ..schema.families import ViTConfig
 from .blocknet import BlockNet
-from .common import FamilyConfig
 from .registry import register
-
-
-class ViTConfig(FamilyConfig):
-    family: Literal["vit"] = "vit"
-    patch_size: int = 16
-    dim: int = 192
-    heads: int = 3
-    mlp_ratio: float = Field(4.0, gt=0, le=64)
-    depths: tuple[int, ...] = (2, 2, 2, 2, 2, 2)  # transformer layers per PWL block (ViT-Tiny teacher)
-    drop_path: float = Field(0.0, ge=0, lt=1)  # a probability
-    input_size: Optional[int] = None  # images are resized to this inside the model (paper: 224); None = as stored
-    pretrained: Optional[str] = None  # timm model name to start from, e.g. vit_tiny_patch16_224.augreg_in21k_ft_in1k
-    pretrained_file: Optional[str] = None  # local weights (.safetensors/.pth/.bin, timm layout); wins over pretrained
-    # the LayerNorm before the head. false emulates the authors' code, which builds it but never applies it (a bug:
-    # the classifier then reads the raw class token); the model then has no final norm at all
-    final_norm: bool = True
-
-    @model_validator(mode="after")
-    def _dims(self):
-        if self.dim % self.heads:
-            raise ValueError(f"vit: dim {self.dim} is not divisible by heads {self.heads}")
-        return self
-
-    def check_input(self, image_size: int) -> None:
-        size = self.input_size or image_size
-        if size % self.patch_size:
-            raise ValueError(f"input size {size} is not divisible by patch_size {self.patch_size}")
-
-    def check_student(self, student: "ViTConfig") -> None:
-        if student.patch_size != self.patch_size:
-            raise ValueError("vit teacher and student need the same patch_size (the embedder is swapped with block 1)")
-        if student.input_size != self.input_size:
-            raise ValueError(f"vit teacher and student need the same input_size (teacher {self.input_size}, student "
-                             f"{student.input_size}): their token streams are mixed block by block")
-
-    def block_widths(self) -> list[int]:
-        return [self.dim] * self.num_blocks
 
 
 class ViTEmbed(nn.Module):
@@ -192,7 +154,7 @@ def on_meta() -> bool:
     return torch.empty(0).is_meta
 
 
-@register("vit", ViTConfig, pretrained=load_pretrained)
+@register("vit", pretrained=load_pretrained)
 def build_vit(cfg: ViTConfig, in_chans: int, num_classes: int, img_size: int) -> BlockNet:
     vit = VisionTransformer(img_size=cfg.input_size or img_size, patch_size=cfg.patch_size, in_chans=in_chans,
                             num_classes=num_classes, embed_dim=cfg.dim, depth=sum(cfg.depths), num_heads=cfg.heads,

@@ -3,7 +3,7 @@ import pandas as pd
 import yaml
 
 from ..config import PUBLISHED_LOSS
-from ..losses import CROSS_MODES
+from ..schema.objective import CROSS_MODES
 from ..sources import CIFAR10_JPEGS
 from . import seeds, tables
 from .recipe import recipe_rows
@@ -92,7 +92,7 @@ def build(params, env: dict, summary: pd.DataFrame, per_arch: dict, walls: pd.Da
     out += [md(pd.DataFrame(rows)), "",
             "Published defaults: " + ", ".join(f"{k}={v}" for k, v in PUBLISHED_LOSS.items()) + ", student from "
             "random init, converters at 0.2x the LR, no gradient cap beyond the HF Trainer's norm 1.0. Cross modes: "
-            + "; ".join(f"`{k}` = {m.summary}" for k, m in CROSS_MODES.items()) + ". "
+            + "; ".join(f"`{k}` = {summary}" for k, summary in CROSS_MODES.items()) + ". "
             "What differs here, and why: `cross_mode: lattice` trains *every* loading state, not just the prefix "
             "order: each step keeps `all`'s prefix terms (so the order that matters on a device stays exact and "
             "monotone) and adds `cross_samples` states drawn stratified over suffix / contiguous / other, each with "
@@ -259,7 +259,7 @@ def budget_section(per_arch: dict) -> list[str]:
 def loadsim_section(params, loadsim: dict) -> list[str]:
     sim = params.loadsim
     devs = ", ".join(f"`{d}` {p.read_bandwidth / 1e6:g} MB/s + {1e3 * p.open_latency_s:g} ms/request"
-                     for d, p in ((d, sim.device(d)) for d in sim.profiles))
+                     for d, p in ((d, sim.device(d)) for d in sim.simulate))
     out = ["## Load-time simulation: accuracy against time since launch", "",
            f"Devices: {devs}; {sim.repeats} runs per strategy, requests of {sim.request_batch} image(s) sent back to "
            "back from launch. Every byte comes from one file per model (`model.safetensors`: the header, then the "

@@ -36,7 +36,7 @@ def answer(started: float, shard_dir: str, bandwidth: str, latency: str) -> None
     import torch
 
     from ..config import make_profile
-    from .progressive import ProgressiveModel
+    from .strategies import ProgressiveModel
     imported = time.time()
     torch.set_num_threads(1)
     model = ProgressiveModel(shard_dir, make_profile({"name": "cold", "read_bandwidth": float(bandwidth),

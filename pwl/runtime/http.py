@@ -26,6 +26,13 @@ from .range_server import make_server
 from .reader import DeviceRequest, ThrottledReader
 
 NETWORK_ERRORS = (OSError, http.client.HTTPException)
+# what a status the runtime cannot use means for it, and what fixes it
+STATUS_HINTS = {
+    404: "the served folder has no regular file of that name inside it (a link out of the folder is not served): "
+         "serve the export directory the runtime reads (models/<arch>/shards), with the pack in it",
+    416: "the served file ends before that byte: it is shorter than the pack's index says (a truncated or "
+         "replaced file); export the shards again (dvc repro export@<arch>) and serve that folder",
+}
 
 
 @contextmanager
@@ -100,7 +107,8 @@ class HttpFile(DeviceRequest):
             status = self._resp.status
             self._drop()
             raise PWLError(f"{self.path} answered HTTP {status} to a range request from byte {offset}",
-                           "serve the export directory with pwl.runtime.http.serve (range requests)")
+                           STATUS_HINTS.get(status, "serve the export directory with pwl.runtime.http.serve "
+                                                    "(range requests)"))
         self._pos = offset
         self.first_byte()
 

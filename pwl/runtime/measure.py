@@ -3,7 +3,7 @@ the physical limit of the first answer and where its time goes."""
 import statistics
 from typing import Optional
 
-from .shards import read_manifest
+from .pack import pack_index
 from .simulate import (accuracy_curve, mean_accuracy, measure_build_s, measure_request_s, predicted_timeline,
                        run_requests, time_to_accuracy, time_to_first_answer, unthrottled_runs)
 
@@ -61,7 +61,7 @@ def compare_strategies(mixed, shard_dir, profile, strategies: dict[str, tuple], 
     measure its software costs. Returns (metrics, timeline rows, curve rows of the median run)."""
     n = mixed.num_blocks
     target = accuracy["T" * n]
-    manifest = read_manifest(shard_dir)
+    index = pack_index(shard_dir)
     all_states = sorted({s for _, order, *_ in strategies.values() if order for s in order} | {"S" * n, "T" * n})
     request_s = measure_request_s(mixed, x, all_states, warmup=profile.warmup_requests)
     metrics, timeline_rows, curve_rows, floors = {}, [], [], {}
@@ -88,8 +88,8 @@ def compare_strategies(mixed, shard_dir, profile, strategies: dict[str, tuple], 
                 timeline_rows.append({"strategy": name, "run": r, "event": e["event"], "t": e["t"],
                                       "bytes_read": e["bytes_read"], "state": e["state"], "file": e.get("file"),
                                       "accuracy": accuracy.get(e["state"]) if e["state"] else None})
-        pred = predicted_timeline(manifest, profile, kind, order, request_s=request_s, build_s=build_s)
-        limit = time_to_first_answer(predicted_timeline(manifest, profile, kind, order, request_s=request_s))
+        pred = predicted_timeline(index, profile, kind, order, request_s=request_s, build_s=build_s)
+        limit = time_to_first_answer(predicted_timeline(index, profile, kind, order, request_s=request_s))
         p_ttfa, p_loaded = time_to_first_answer(pred), event_time(pred, "teacher_complete")
         p_mean = mean_accuracy(accuracy_curve(pred, accuracy), horizon_s)
         m = {"ttfa_s": spread([r["ttfa"] for r in runs]),

@@ -12,20 +12,20 @@ modelled seconds, solved exactly by dynamic programming over the 2^N subsets (N 
 from typing import Optional
 
 from ..states import best_order, changed_block
-from .pack import teacher_part
+from .pack import PackIndex, teacher_part
 
 
-def block_seconds(manifest: dict, profile, build_s: Optional[dict] = None) -> list[float]:
-    """Modelled seconds to bring in each teacher block (1..N) on `profile`: open latency + its bytes in the
-    pack / bandwidth, plus its build time when `build_s` (`teacher_<i>` -> seconds) is given."""
-    build, parts = build_s or {}, manifest["pack"]["parts"]
-    return [profile.open_latency_s + parts[teacher_part(i)] / profile.read_bandwidth + build.get(teacher_part(i), 0.0)
-            for i in range(1, manifest["num_blocks"] + 1)]
+def block_seconds(index: PackIndex, profile, build_s: Optional[dict] = None) -> list[float]:
+    """Modelled seconds to bring in each teacher block (1..N) of the pack `index` on `profile`: open latency +
+    its bytes in the pack / bandwidth, plus its build time when `build_s` (`teacher_<i>` -> seconds) is given."""
+    build = build_s or {}
+    return [profile.open_latency_s + index.part_bytes(teacher_part(i)) / profile.read_bandwidth
+            + build.get(teacher_part(i), 0.0) for i in range(1, index.num_blocks + 1)]
 
 
-def value_order(accuracy: dict[str, float], manifest: dict, profile, build_s: Optional[dict] = None) -> list[str]:
+def value_order(accuracy: dict[str, float], index: PackIndex, profile, build_s: Optional[dict] = None) -> list[str]:
     """The order with the largest area under `accuracy` (pass *validation* accuracies) against modelled time."""
-    return best_order(accuracy, block_seconds(manifest, profile, build_s))
+    return best_order(accuracy, block_seconds(index, profile, build_s))
 
 
 def order_area(order: list[str], accuracy: dict[str, float], costs: list[float]) -> float:

@@ -1,10 +1,12 @@
-"""One safetensors file per model (`model.safetensors`), laid out in the order a device needs its bytes.
+"""The export format, and its one reader: one safetensors file per model (`model.safetensors`, the pack), laid
+out in the order a device needs its bytes. Only this module names the file or parses its header: the runtime,
+pwl.budget, the export and the tests read a pack through `pack_index` / `read_index` (tests/test_runtime.py).
 
 Why one file: a hub-hosted model is one file fetched by byte ranges, and a device pays one latency per
 request, not per tensor. Layout, in this order:
   header          safetensors JSON; its `__metadata__["pwl"]` holds what the first answer needs (format, block
                   count, model configs, every part's byte range and sha256, the validation accuracy table), so
-                  the first answer costs one request and nothing else (no manifest read before it).
+                  the first answer costs one request and nothing else (no other file is read before it).
   student         every student tensor (keys `student.*`): header + student is one contiguous read.
   per block i     `converters.dec.{i-2}.*` (student -> teacher into block i), teacher block i (`teacher.*`, with
                   the embedder for block 1 and the head for block N), `converters.enc.{i-1}.*` (teacher ->
@@ -14,9 +16,12 @@ only converters a step can newly need are the two next to block i (a converter i
 block arrives, or never). Whatever subset a step needs is one contiguous byte range of the file.
 The file is a valid safetensors file (any safetensors reader loads it); we write the header ourselves because
 the library orders tensors by dtype and name, not by when they are needed.
+Part names (one scheme, `part_name` / `parse_part`): `student`, `teacher_<block>` (1-based), `enc.<boundary>` and
+`dec.<boundary>` (0-based inner boundary).
 """
 import hashlib
 import json
+import re
 import struct
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,31 +30,56 @@ import torch
 
 from ..atomic import atomic_write
 from ..errors import PWLError
-from ..states import TEACHER
+from ..manifests import EXPORT_FIX
+from ..states import converter_switches
 
 PACK_FILE = "model.safetensors"
 PACK_FORMAT = "pwl-pack/1"
-FIX = "export the shards again (dvc repro -f export@<arch>)"
 DTYPES = {"F64": torch.float64, "F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16,
           "I64": torch.int64, "I32": torch.int32, "I16": torch.int16, "I8": torch.int8, "U8": torch.uint8,
           "BOOL": torch.bool}
 DTYPE_NAMES = {v: k for k, v in DTYPES.items()}
 
 
+STUDENT_PART = "student"
+CONVERTER_KINDS = ("enc", "dec")  # enc: teacher -> student, dec: student -> teacher
+
+
+def part_name(kind: str, index: int | None = None) -> str:
+    """The name of a part: ("student"), ("teacher", block 1-based) or ("enc"/"dec", boundary 0-based)."""
+    if kind == STUDENT_PART and index is None:
+        return STUDENT_PART
+    if kind == "teacher" and isinstance(index, int) and index >= 1:
+        return f"teacher_{index}"
+    if kind in CONVERTER_KINDS and isinstance(index, int) and index >= 0:
+        return f"{kind}.{index}"
+    raise ValueError(f"no part ({kind!r}, {index!r})")
+
+
+def parse_part(name: str) -> tuple[str, int | None]:
+    """The inverse of `part_name`: (kind, index)."""
+    if name == STUDENT_PART:
+        return STUDENT_PART, None
+    if m := re.fullmatch(r"teacher_([1-9][0-9]*)", name):
+        return "teacher", int(m.group(1))
+    if m := re.fullmatch(r"(enc|dec)\.(0|[1-9][0-9]*)", name):
+        return m.group(1), int(m.group(2))
+    raise PWLError(f"{name!r} is not a part name of a pack", EXPORT_FIX)
+
+
 def teacher_part(block: int) -> str:
     """Part name of teacher block `block` (1-based)."""
-    return f"teacher_{block}"
+    return part_name("teacher", block)
 
 
 def converter_part(kind: str, boundary: int) -> str:
     """Part name of converter `kind` ('enc' teacher -> student, 'dec' student -> teacher) at 0-based `boundary`."""
-    return f"{kind}.{boundary}"
+    return part_name(kind, boundary)
 
 
 def needed_converters(state: str) -> set[str]:
-    """Converter parts `state` runs: at each boundary where the owner changes, enc (T -> S) or dec (S -> T)."""
-    return {converter_part("enc" if a == TEACHER else "dec", b)
-            for b, (a, c) in enumerate(zip(state, state[1:])) if a != c}
+    """Converter parts `state` runs (pwl.states.converter_switches)."""
+    return {converter_part(kind, b) for kind, b in converter_switches(state)}
 
 
 def owned_converters(block: int, num_blocks: int) -> list[str]:
@@ -61,7 +91,8 @@ def owned_converters(block: int, num_blocks: int) -> list[str]:
 def block_parts(block: int, num_blocks: int) -> list[str]:
     """Every part stored for teacher block `block`, in file order."""
     owned = owned_converters(block, num_blocks)
-    return [p for p in owned if p.startswith("dec")] + [teacher_part(block)] + [p for p in owned if p.startswith("enc")]
+    return ([p for p in owned if parse_part(p)[0] == "dec"] + [teacher_part(block)]
+            + [p for p in owned if parse_part(p)[0] == "enc"])
 
 
 def step_parts(prev: str, state: str, available) -> list[str]:
@@ -105,16 +136,21 @@ class PackIndex:
     meta: dict
     tensors: dict  # key -> (dtype, shape, start, end)
     parts: dict  # part name -> (start, end, sha256)
+    header_bytes: int  # the 8-byte length and the JSON header: what precedes the first part
 
     @property
     def num_blocks(self) -> int:
         return self.meta["num_blocks"]
 
+    def tensor_bytes(self, prefix: str) -> int:
+        """Bytes of the tensors whose keys start with `prefix` (e.g. `student.blocks.0.`)."""
+        return sum(end - start for key, (_, _, start, end) in self.tensors.items() if key.startswith(prefix))
+
     def span(self, names: list[str]) -> tuple[int, int]:
         """The byte range covering `names` (parts next to each other in the file)."""
         rs = sorted(self.parts[n][:2] for n in names)
         if any(a[1] != b[0] for a, b in zip(rs, rs[1:])):
-            raise PWLError(f"parts {names} of {self.path} are not contiguous", FIX)
+            raise PWLError(f"parts {names} of {self.path} are not contiguous", EXPORT_FIX)
         return rs[0][0], rs[-1][1]
 
     def part_bytes(self, name: str) -> int:
@@ -127,7 +163,7 @@ class PackIndex:
         view = memoryview(buf)[start - buf_start:end - buf_start]
         if len(view) != end - start or hashlib.sha256(view).hexdigest() != sha:
             raise PWLError(f"part {name} of {self.path} is corrupt or truncated: {len(view)} of its {end - start} "
-                           f"bytes arrived and they do not match the sha256 in the header", FIX)
+                           f"bytes arrived and they do not match the sha256 in the header", EXPORT_FIX)
 
     def tensors_of(self, name: str, buf: bytearray, buf_start: int) -> dict[str, torch.Tensor]:
         """The tensors of part `name` inside `buf`, sharing its memory (no copy)."""
@@ -155,17 +191,23 @@ def read_index(f) -> PackIndex:
         parts = {k: (base + v["start"], base + v["end"], v["sha256"]) for k, v in meta.pop("parts").items()}
         int(meta["num_blocks"]), meta["configs"]["student"], meta["configs"]["teacher"]
     except (struct.error, ValueError, KeyError, TypeError, AttributeError, UnicodeDecodeError) as e:
-        raise PWLError(f"the header of {path} is unreadable ({type(e).__name__}: {e})", FIX) from None
-    return PackIndex(str(path), meta, tensors, parts)
+        raise PWLError(f"the header of {path} is unreadable ({type(e).__name__}: {e})", EXPORT_FIX) from None
+    return PackIndex(str(path), meta, tensors, parts, base)
+
+
+def pack_path(shard_dir: Path) -> Path:
+    """Where the pack of an export folder lies."""
+    return Path(shard_dir) / PACK_FILE
 
 
 def pack_index(shard_dir: Path) -> PackIndex:
-    """The pack's header read straight from disk (for checks and models; the runtime reads it throttled)."""
+    """The pack's header read straight from disk (for checks, budgets and models; the runtime reads it
+    throttled, through `read_index`)."""
     from .reader import PlainReader
 
-    path = Path(shard_dir) / PACK_FILE
+    path = pack_path(shard_dir)
     try:
         with PlainReader().open(path) as f:
             return read_index(f)
     except OSError as e:
-        raise PWLError(f"cannot read {path} ({e})", FIX) from None
+        raise PWLError(f"cannot read {path} ({e})", EXPORT_FIX) from None

@@ -17,9 +17,11 @@ from typing import Optional
 import torch
 
 from ..errors import PWLError
+from ..manifests import EXPORT_FIX
 from ..states import STUDENT, TEACHER, changed_block
-from .progressive import ParallelModel, ProgressiveModel, TeacherOnlyModel, overlaps_first_read
-from .pack import block_parts, step_parts, teacher_part
+from .requests import overlaps_first_read
+from .strategies import ParallelModel, ProgressiveModel, TeacherOnlyModel
+from .pack import STUDENT_PART, PackIndex, block_parts, parse_part, step_parts, teacher_part
 
 STRATEGIES = ("teacher_only", "student_only", "pwl", "parallel")
 ANSWER_EVENTS = ("first_answer", "state_answered")  # an answer came back from a state not answered from before
@@ -110,9 +112,9 @@ def shared_arrivals(sizes: dict[str, int], profile, t0: float) -> dict[str, floa
     return out
 
 
-def predicted_timeline(manifest: dict, profile, strategy: str, order: Optional[list[str]] = None,
+def predicted_timeline(index: PackIndex, profile, strategy: str, order: Optional[list[str]] = None,
                        request_s: Optional[dict] = None, build_s: Optional[dict] = None) -> list[dict]:
-    """Event times if reading (latency + bytes / bandwidth per request, from the manifest's `pack` entry) and the
+    """Event times if reading (latency + bytes / bandwidth per request, from the pack's header `index`) and the
     measured compute were the only costs: `request_s` (state -> seconds of one request), `build_s` (the
     software costs `measure_build_s` gives for this strategy, see `step_costs`; the first answer takes
     `build_s['first_answer']` after the swap when given, else one request).
@@ -123,8 +125,8 @@ def predicted_timeline(manifest: dict, profile, strategy: str, order: Optional[l
     built. An answer from a new state comes half an old request plus one new request
     after the swap. 'parallel': every block is requested at the first answer and the requests share the
     bandwidth (`shared_arrivals`); the builder takes them in arrival order."""
-    n, pack = manifest["num_blocks"], manifest["pack"]
-    parts, header = pack["parts"], pack["header_bytes"]
+    n, header = index.num_blocks, index.header_bytes
+    parts = {name: index.part_bytes(name) for name in index.parts}
     req, build = request_s or {}, build_s or {}
     lat, bw = profile.open_latency_s, profile.read_bandwidth
     out = [{"event": "launch", "t": 0.0, "bytes_read": 0, "state": None}]
@@ -137,7 +139,7 @@ def predicted_timeline(manifest: dict, profile, strategy: str, order: Optional[l
         ev("state_answered", new, t_swap + req.get(old, 0.0) / 2 + req.get(new, 0.0))
 
     first = TEACHER * n if strategy == "teacher_only" else STUDENT * n
-    first_parts = [teacher_part(i) for i in range(1, n + 1)] if strategy == "teacher_only" else ["student"]
+    first_parts = [teacher_part(i) for i in range(1, n + 1)] if strategy == "teacher_only" else [STUDENT_PART]
     nbytes = header + sum(parts[p] for p in first_parts)
     # the first skeleton is built while the weights after the header arrive (if they take long enough)
     overlap, skeleton = overlaps_first_read(nbytes - header, bw), build.get("first_skeleton", 0.0)
@@ -247,7 +249,7 @@ def unthrottled_runs(shard_dir: Path, profile, strategy: str, x: torch.Tensor, o
     for r in range(runs + 1):
         res = run_requests(shard_dir, profile, strategy, x, order=order, reader=PlainReader())
         if res["error"]:
-            raise PWLError(f"the unthrottled {strategy} run failed: {res['error']}", "export the shards again")
+            raise PWLError(f"the unthrottled {strategy} run failed: {res['error']}", EXPORT_FIX)
         if r:
             out.append(res)
     return out
@@ -283,7 +285,7 @@ def step_costs(timeline: list[dict]) -> dict[str, float]:
     read_at, free, verify = {e["file"]: e["t"] for e in reads[1:]}, skel["t"], []
     for e in timeline:
         if e["event"] == "block_swapped" and "build_s" in e:
-            block = next(p for p in e["file"].split("+") if p.startswith("teacher_"))
+            block = next(p for p in e["file"].split("+") if parse_part(p)[0] == "teacher")
             out[block] = e["t"] - max(read_at[e["file"]] + e["verify_s"], free)
             free = e["t"]
             verify.append(e["verify_s"])

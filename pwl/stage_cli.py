@@ -1,4 +1,6 @@
-"""What every stage script shares: validated params, thread setup, clear errors, wall time, atomic JSON."""
+"""What every stage script shares: arguments, validated params, clear errors, wall time, atomic JSON.
+Imports no torch code: validating params is all a stage needs of it (a torch stage then calls
+pwl.compute.seed_and_threads), so a stage depends on the model, loss and data code only if it imports them."""
 import argparse
 import json
 import sys
@@ -6,10 +8,8 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 
-import torch
 
 from .atomic import atomic_write
-from .compute import set_threads, shutdown
 from .config import Params, load_params
 from .errors import PWLError
 
@@ -28,9 +28,9 @@ def write_json(path: Path, obj) -> None:
 
 def setup(description: str, with_arch: bool = True, roles: tuple[str, ...] = (),
           options: dict[str, str] | None = None, replica: bool = False) -> tuple[Params, argparse.Namespace]:
-    """Parse the stage's arguments (`options`: more required `--name` -> help), validate params, set threads
-    and the seed. A `replica` stage (train, kd, distill, evaluate) takes `--seed`, one of `seeds`: the params it
-    returns carry that seed, so one training replica is exactly the run with `seed` set to it."""
+    """Parse the stage's arguments (`options`: more required `--name` -> help) and validate params. A `replica`
+    stage (train, kd, distill, evaluate) takes `--seed`, one of `seeds`: the params it returns carry that seed,
+    so one training replica is exactly the run with `seed` set to it."""
     parser = argparse.ArgumentParser(description=description)
     if with_arch:
         parser.add_argument("--arch", required=True, help="an entry of params.yaml `arch`")
@@ -50,8 +50,6 @@ def setup(description: str, with_arch: bool = True, roles: tuple[str, ...] = (),
         params = params.model_copy(update={"seed": args.seed})
     if with_arch:
         params.for_arch(args.arch)
-    set_threads(params.threads)
-    torch.manual_seed(params.seed)  # model initialisation is part of the experiment: seed it before building
     return params, args
 
 
@@ -63,7 +61,15 @@ def main(fn) -> None:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)
     finally:
-        shutdown()  # leave the torchrun process group cleanly (a no-op in a plain process)
+        leave_process_group()
+
+
+def leave_process_group() -> None:
+    """Leave the torchrun process group cleanly: a no-op in a plain process, and in a stage that never
+    imported torch.distributed (there is no group to leave)."""
+    dist = sys.modules.get("torch.distributed")
+    if dist is not None and dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
 
 
 def training_done(resume_checkpoint: Path) -> None:

@@ -8,11 +8,11 @@ from torch import nn
 
 from . import paths
 from .checkpoints import fingerprint, save_weights
-from .compute import Compute, make_compute
+from .compute import Compute, make_compute, seed_and_threads
 from .config import ArchConfig, Params
 from .data import Dataset, Normalizer, Split, load_prepared
 from .evaluation import accuracy
-from .stage import elapsed, epoch_logger, setup, training_done, write_json
+from .stage_cli import elapsed, epoch_logger, setup, training_done, write_json
 from .train import FitResult, Trainee, TrainingRun, fit
 
 
@@ -33,6 +33,7 @@ class TrainingStage:
         """Parse arguments, validate params, seed, load the prepared data, pick the device. Returns the stage
         and its `--role` (None without `roles`)."""
         params, args = setup(description, roles=roles, replica=True)
+        seed_and_threads(params)
         ds = load_prepared(paths.DATA)
         compute = make_compute(params.compute)
         splits = (compute.split(s) for s in (ds.train, ds.val, ds.test))
