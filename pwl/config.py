@@ -250,11 +250,22 @@ class ComputeConfig(Section):
     """Where training and evaluation run. Under `torchrun --nproc_per_node K` the training stages run K
     data-parallel processes (DDP; the batch sizes stay global); only rank 0 writes outputs."""
     device: Literal["auto", "cpu", "cuda"] = "auto"  # auto = CUDA when PyTorch sees a GPU
-    amp: bool = True  # CUDA only: autocast in bfloat16 (float16 + gradient scaling on GPUs without bf16)
-    channels_last: bool = True  # CUDA only: CNN weights and batches in NHWC, what tensor cores want
+    # autocast for training (pwl.compute.resolve_amp): auto = bfloat16 on a GPU (float16 + gradient scaling
+    # without bf16) and on a CPU with native bf16 (AMX-BF16 / AVX512-BF16), float32 elsewhere; bf16 = bfloat16
+    # where it is native (an error where it is not); fp16 = float16 + gradient scaling (GPU only); off = float32.
+    amp: Literal["auto", "bf16", "fp16", "off"] = "auto"
+    channels_last: Literal["auto", "on", "off"] = "auto"  # CNN weights and batches in NHWC; auto = on
     data_on_device: bool = True  # CUDA: whole uint8 splits on the GPU; false = pinned host memory, async copies
     # how dvc.yaml starts the training stages: "python", or "torchrun --standalone --nproc_per_node=K" for DDP
     launcher: str = "python"
+
+    @field_validator("amp", "channels_last", mode="before")
+    @classmethod
+    def _was_a_switch(cls, v, info):
+        """Older params said true/false: true keeps its meaning (auto, on), false (off)."""
+        if isinstance(v, bool):
+            return ("auto" if info.field_name == "amp" else "on") if v else "off"
+        return v
 
     @field_validator("launcher")
     @classmethod

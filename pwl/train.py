@@ -186,6 +186,9 @@ def load_resume_checkpoint(run: TrainingRun) -> dict | None:
             print(f"[{run.desc}] ignoring stale checkpoint {path} (params or data changed)", flush=True)
         return None
     mismatch = resume_mismatch(ck.get("machine"))
+    if ck.get("precision") != run.compute.precision:
+        mismatch = (f"it was trained in {ck.get('precision') or 'an unrecorded precision'}, this run trains in "
+                    f"{run.compute.precision} (compute.amp / compute.channels_last)")
     if mismatch:
         if main:
             print(f"[{run.desc}] not resuming from {path}: {mismatch}; training from scratch", flush=True)
@@ -268,6 +271,7 @@ def fit(trainee: Trainee, run: TrainingRun) -> FitResult:
         save_resume_checkpoint(run.checkpoint, {
             "fingerprint": run.fingerprint, "epoch": epoch, "model": model.state_dict(),
             "machine": machine(),  # threads and CPU kernels: a resume elsewhere restarts instead
+            "precision": compute.precision,  # a float32 run is never continued in bfloat16, nor the reverse
             "optimizer": optimizer.state_dict(), "scheduler": sched.state_dict(),
             "scaler": scaler.state_dict() if scaler is not None else None, "best_state": best.best_state,
             "best_epoch": best.best_epoch, "best_score": best.best_score, "history": best.history})

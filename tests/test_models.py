@@ -208,3 +208,22 @@ def test_vit_pretrained_errors(tmp_path, monkeypatch):
     with pytest.raises(PWLError, match="(?s)could not fetch timm's pretrained weights.*pretrained_file="):
         init_pretrained(net, parse_model_config({**PAIRS["vit"]["teacher"],
                                                  "pretrained": "vit_tiny_patch16_224.augreg_in21k_ft_in1k"}))
+
+def test_vit_attention_in_float32_changes_nothing_outside_cpu_bf16_autocast():
+    """CpuBf16Attention is timm's Attention (same weights, same init draws) in float32; under CPU bf16 autocast
+    it computes softmax(QK^T)V in float32 and stays close to the all-bf16 result."""
+    from timm.layers.attention import Attention
+    from pwl.models.vit import CpuBf16Attention
+    raw, img = PAIRS["vit"]["teacher"], PAIRS["vit"]["img"]
+    ours, theirs = make_net(raw, img), make_net(raw, img)
+    for m in theirs.modules():
+        if isinstance(m, CpuBf16Attention):
+            m.__class__ = Attention
+    assert any(type(m) is CpuBf16Attention for m in ours.modules())
+    for (k, a), b in zip(ours.state_dict().items(), theirs.state_dict().values()):
+        assert torch.equal(a, b), k
+    x = batch("vit")[0]
+    assert torch.equal(ours(x), theirs(x))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        z_ours, z_theirs = ours(x), theirs(x)
+    assert not torch.equal(z_ours, z_theirs) and torch.allclose(z_ours.float(), z_theirs.float(), atol=0.1)
