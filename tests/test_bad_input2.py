@@ -57,8 +57,8 @@ def test_empty_lists_and_booleans_are_rejected(smoke, dotted, value, needle):
 
 
 def test_booleans_where_a_yes_no_belongs_still_pass(smoke):
-    params = validate_params(edited(edited(smoke, "augment.flip", False), "compute.amp", True), "test")
-    assert params.augment.flip is False and params.compute.amp is True
+    params = validate_params(edited(edited(smoke, "augment.flip", False), "data.download", True), "test")
+    assert params.augment.flip is False and params.data.download is True
 
 
 def test_a_params_file_that_is_not_utf8(tmp_path):
@@ -254,3 +254,21 @@ def test_generated_pack_headers(pack_dir, tmp_path_factory):
 
     check()
     assert seen[2] > 150 and sum(seen.values()) >= 250, seen
+
+
+# ------------------------------------------------------------------ data with nothing to learn
+
+def test_all_black_training_images_are_a_data_error_at_prepare(tmp_path):
+    """Caught at prepare, naming the data, not at the first training step as a non-finite loss."""
+    from PIL import Image
+    from test_data import _folder
+    root = tmp_path / "black"
+    for split in ("train", "test"):
+        for c in ("a", "b"):
+            (root / split / c).mkdir(parents=True)
+            for i in range(4):
+                Image.new("RGB", (8, 8), (0, 0, 0)).save(root / split / c / f"{i}.png")
+    with pytest.raises(PWLError, match="(?s)every training image from imagefolder:.* is one flat value \\(0 in every "
+                                       "pixel and channel\\).*all black"):
+        _folder(root, tmp_path)
+    assert not (tmp_path / "pf").exists()  # nothing written

@@ -491,6 +491,10 @@ def test_imagefolder_layout_errors(tmp_path):
         _folder(root, tmp_path)
     (root / "train" / "a").mkdir()
     Image.new("RGB", (8, 8)).save(root / "train" / "a" / "x.png")
+    with pytest.raises(PWLError, match="has one class folder \\(a\\): a classifier needs at least 2 classes"):
+        _folder(root, tmp_path)
+    (root / "train" / "b").mkdir()
+    Image.new("RGB", (8, 8)).save(root / "train" / "b" / "x.png")
     (root / "test" / "a").mkdir()  # empty test class folders are allowed, an empty test split is not
     with pytest.raises(PWLError, match=f"{root / 'test'} holds no"):
         _folder(root, tmp_path)
