@@ -157,7 +157,7 @@ def front_page(params, run, summary, per_arch, walls, lattice, seed_tables, prep
             row["worst state"] = f"{lat[r.arch].worst_state} {fmt_wilson(lat[r.arch].worst, n_test)}"
         rows.append(row)
     out = [f"# PWL reproduction report `{params.name}` (profile `{params.profile}`)", "",
-           f"**What ran.** {prepared['dataset']} from `{prepared['source']}`{source_caveat(prepared['source'])}; "
+           f"**What ran.** {prepared['dataset']} from `{prepared['source']}`{source_caveat(prepared['source'])}: "
            f"{prepared['train']:,} training, {prepared['val']:,} validation (picks checkpoints), {n_test:,} test "
            f"images. Teacher / student parameters: {sizes}. Epochs teacher/student/distillation: {ep}. "
            f"Seeds {params.seeds}. Trained on {where}; stage wall time {walls['wall_s'].sum() / 60:.1f} min. "
@@ -168,8 +168,7 @@ def front_page(params, run, summary, per_arch, walls, lattice, seed_tables, prep
     out += conclusions(params, summary, lat, seed_tables, n_test, paper)
     out += [""]
     if run.get("unlocked_reason"):
-        reason = run["unlocked_reason"]
-        out += [f"**Provenance caveat:** {reason[:1].upper()}{reason[1:]}", ""]
+        out += [f"**Provenance caveat.** {run['unlocked_reason']}", ""]
     return out
 
 
