@@ -15,20 +15,6 @@ def md(df: pd.DataFrame, floatfmt: str = ".2f") -> str:
     return df.to_markdown(index=False, floatfmt=floatfmt)
 
 
-def verdict(row) -> str:
-    msgs = []
-    msgs.append(f"teacher beats scratch student by {row.teacher_gap:+.2f} pt "
-                f"({'meets' if row.gap_ok else 'MISSES'} >= {tables.MIN_TEACHER_GAP})")
-    msgs.append(f"PWL all-S vs scratch student {row.pwl_vs_scratch:+.2f} pt "
-                f"({'meets' if row.student_ok else 'MISSES'} >= -{tables.MAX_STUDENT_DEFICIT})")
-    if not pd.isna(row.pwl_vs_kd):
-        msgs.append(f"PWL all-S vs vanilla KD of the same budget {row.pwl_vs_kd:+.2f} pt (what the alignment terms "
-                    "cost the student)")
-    msgs.append(f"worst step along the prefix order {row.prefix_worst_dip:+.2f} pt "
-                f"({'no dip beyond' if row.prefix_ok else 'DIP beyond'} {tables.MAX_PREFIX_DIP})")
-    return "; ".join(msgs)
-
-
 def paper_deltas(table: pd.DataFrame) -> str:
     """How far our cells are from the published ones (the setup differences are the generated list above)."""
     d = table["diff"]
@@ -40,18 +26,12 @@ def paper_deltas(table: pd.DataFrame) -> str:
 
 
 def tuned_section(params) -> list[str]:
-    """The distillation params per arch (why they differ from the published ones: docs/method.md)."""
-    rows = []
-    for arch in params.archs:
-        d = params.arch[arch].distill
-        rows.append({"arch": arch, **d.loss.model_dump(), "init_student": d.init_student,
-                     "converter_lr_scale": d.converter_lr_scale, "clip_grad_norm": d.optim.clip_grad_norm,
-                     "distill_epochs": d.optim.epochs, "select_on": d.select_on})
-    return ["## Distillation params of this run", "", md(pd.DataFrame(rows)), "",
-            "Published defaults: " + ", ".join(f"{k}={v}" for k, v in PUBLISHED_LOSS.items()) + ". Cross modes: "
-            + "; ".join(f"`{k}` = {summary}" for k, summary in CROSS_MODES.items()) + ". Why this project trains "
-            "differently (lattice cross term, converter LR, BN handling, starting from the scratch student): "
-            "docs/method.md in the repository.", ""]
+    """Where the distillation recipe differs from the published one, in one paragraph (values: params.yaml)."""
+    return ["Published loss defaults: " + ", ".join(f"{k}={v}" for k, v in PUBLISHED_LOSS.items()) + ". Cross "
+            "modes: " + "; ".join(f"`{k}` = {summary}" for k, summary in CROSS_MODES.items()) + ". This run's "
+            "distillation params per arch are in [`params.yaml`](params.yaml) (`arch.<arch>.distill`); why this "
+            "project trains differently (lattice cross term, converter LR, BN handling, starting from the scratch "
+            "student): docs/method.md in the repository.", ""]
 
 
 def paper_section(params, per_arch: dict, paper: dict) -> list[str]:
@@ -79,8 +59,9 @@ def paper_section(params, per_arch: dict, paper: dict) -> list[str]:
                     "(no such column in `reference/paper_loading_orders.csv`); not compared.", ""]
             continue
         out += [f"**{arch}** (ours: all-S -> all-T gain {p['our_gain']:+.2f} pt; paper's prefix table: "
-                + ", ".join(f"{k} {v:+.1f} pt" for k, v in p["paper_gain"].items()) + "):", "",
-                md(p["table"], ".1f"), ""]
+                + ", ".join(f"{k} {v:+.1f} pt" for k, v in p["paper_gain"].items()) + "); mean over each table's "
+                f"mixed states of the drop from that table's own all-S (every cell: [`tables/paper_{arch}.csv`]"
+                f"(tables/paper_{arch}.csv)):", "", md(paper_shape(p["table"])), ""]
         if same:
             out += [paper_deltas(p["table"]), ""]
     return out
@@ -96,20 +77,18 @@ def build(params, run: dict, summary: pd.DataFrame, per_arch: dict, walls: pd.Da
             "half-widths added (a conservative rule: it cannot tell such a difference from test-set noise).",
             f"- **±** after a single accuracy: half the 95% Wilson interval over the {n_test:,} test images; "
             "after a mean over seeds: the standard deviation over seeds.", "",
-            "## Summary (replica " + str(params.seed) + ")", "", md(summary.drop(columns=["gap_ok", "student_ok", "prefix_ok"])),
-            ""]
-    for row in summary.itertuples():
-        out.append(f"- **{row.arch}**: {verdict(row)}.")
-    out += ["", "Columns: `teacher`/`scratch_student` are trained from scratch with cross-entropy; `kd_student` is "
+            "## Summary (replica " + str(params.seed) + ")", "",
+            "Every number of the front page and more per arch: [`tables/summary.csv`](tables/summary.csv). "]
+    out[-1] += ("Columns: `teacher`/`scratch_student` are trained from scratch with cross-entropy; `kd_student` is "
             "vanilla knowledge distillation (hard + soft terms) with the PWL student's budget and initialisation; "
             "`pwl_all_S` is the distilled student (all blocks S), `pwl_all_T` the mixed model with every block from "
             "the teacher (must equal `teacher`); `prefix_worst_dip` is the most negative step along the prefix "
-            "order; `distill_s_per_epoch` is the distillation stage's wall time per epoch.", ""]
+            "order; `distill_s_per_epoch` is the distillation stage's wall time per epoch.")
+    out.append("")
     out += seeds_section(params, seed_tables)
     out += ["## Differences from the paper's setup", "",
             "Generated from this run's params; `same` = whether the item matches the published setup.", ""]
-    for arch in params.archs:
-        out += [f"**{arch}**", "", md(pd.DataFrame(deviations.rows(params, arch, prepared, per_arch[arch]))), ""]
+    out += [md(deviations_table(params, prepared, per_arch)), ""]
     out += tuned_section(params)
     out += recipe_section(params)
     for arch, parts in per_arch.items():
@@ -117,8 +96,8 @@ def build(params, run: dict, summary: pd.DataFrame, per_arch: dict, walls: pd.Da
                 f"Teacher {parts['teacher_params']:,} parameters, student {parts['student_params']:,}, converters "
                 f"{parts['converter_params']:,}. Weight bytes per block (teacher / student): "
                 f"{parts['teacher_block_bytes']} / {parts['student_block_bytes']}.", "",
-                "Loading orders (test accuracy):", "", md(parts["orders"]), "",
-                f"Every loading state: `tables/` has them; here the label summary. ", ""]
+                f"The figure's numbers: [`tables/orders/{arch}.csv`](tables/orders/{arch}.csv); every state's "
+                f"accuracy: `reports/{params.profile}/metrics/{arch}/s{params.seed}/states.csv`.", ""]
         if "labels" in parts:
             out += label_section(arch, parts)
     if lattice is not None and len(lattice):
@@ -132,7 +111,8 @@ def build(params, run: dict, summary: pd.DataFrame, per_arch: dict, walls: pd.Da
             "student; for PWL the selection score (`select_on`). KD and PWL start where the scratch student "
             "ended when `init_student: scratch`.", "",
             "## Stage wall times", "", "Each stage's own time from the start of its work to its end, as the stage "
-            "recorded it (imports and DVC's bookkeeping not included).", "", md(walls, ".1f"),
+            "recorded it (imports and DVC's bookkeeping not included), in seconds, summed over replicas and "
+            "devices ([`tables/wall_times.csv`](tables/wall_times.csv) has every stage).", "", md(walls_by_kind(walls), ".0f"),
             "", f"Total: **{walls['wall_s'].sum() / 60:.1f} min**.", ""]
     out += paper_section(params, per_arch, paper)
     out += ["## Environment of the report stage", "",
@@ -227,6 +207,46 @@ def conclusions(params, summary, lat, seed_tables, n_test, paper) -> list[str]:
     return lines
 
 
+def deviations_table(params, prepared: dict, per_arch: dict) -> pd.DataFrame:
+    """One row per item, one column per arch: `same: value` or `**no**: ours (paper: theirs)`."""
+    cols = {}
+    for arch in params.archs:
+        for r in deviations.rows(params, arch, prepared, per_arch[arch]):
+            cell = (f"same: {r['ours']}" if r["same"] == "yes" else f"**no**: {r['ours']} (paper: {r['paper']})")
+            cols.setdefault(r["item"], {})[arch] = cell
+    return pd.DataFrame([{"item": k, **v} for k, v in cols.items()]).fillna("")
+
+
+def loadsim_compact(table: pd.DataFrame) -> pd.DataFrame:
+    """Per device: the first answer and teacher accuracy of PWL (prefix) against teacher-only, and the mean accuracy
+    over the horizon (medians over runs)."""
+    t = table[~table["strategy"].str.endswith("_http")].set_index(["device", "strategy"])
+    rows = []
+    for dev in dict.fromkeys(table["device"]):
+        pwl, teach = t.loc[(dev, "pwl_prefix")], t.loc[(dev, "teacher_only")]
+        rows.append({"device": dev, "PWL first answer ms": pwl["TTFA ms"], "teacher-only first answer ms": teach["TTFA ms"],
+                     "PWL at teacher acc ms": pwl["to teacher acc ms"],
+                     "PWL mean acc": pwl["mean acc over horizon"], "teacher-only mean acc": teach["mean acc over horizon"],
+                     "horizon ms": pwl["horizon ms"]})
+    return pd.DataFrame(rows)
+
+
+def walls_by_kind(walls: pd.DataFrame) -> pd.DataFrame:
+    """Stage wall seconds per arch (rows) and stage kind (columns), replicas and devices summed."""
+    w = walls.assign(kind=walls["stage"].str.split("@").str[0],
+                     arch=walls["stage"].str.split("@").str[1].fillna("-").str.split("-").str[0])
+    table = w.pivot_table(index="arch", columns="kind", values="wall_s", aggfunc="sum", sort=False).fillna(0)
+    table["total"] = table.sum(axis=1)
+    return table.reset_index()
+
+
+def paper_shape(table: pd.DataFrame) -> pd.DataFrame:
+    """Per published table: mean drop of its mixed states from its own all-S, ours and the paper's per dataset."""
+    mixed = table[~table["paper_order"].isin(["SSSS", "TTTT"])]
+    cols = ["ours_vs_all_S"] + [c for c in table.columns if c.startswith("paper_") and c.endswith("_vs_all_S")]
+    return mixed.groupby("table", sort=False)[cols].mean().reset_index()
+
+
 def source_caveat(source: str) -> str:
     """What a reader must know about where the images came from before setting them beside the paper's."""
     if CIFAR10_JPEGS.name in source:
@@ -310,8 +330,9 @@ def budget_section(per_arch: dict) -> list[str]:
             continue
         front = parts["pareto"][["state", "label", "bytes", "teacher_bytes", "student_bytes", "converter_bytes",
                                  "val_acc", "test_acc"]]
-        out += [f"### {arch}", "", f"![{arch} Pareto front](figures/{arch}_pareto.png)", "",
-                f"{len(front)} of {len(parts['states'])} states on the front:", "", md(front), ""]
+        out += [f"![{arch} Pareto front](figures/{arch}_pareto.png)", "",
+                f"{arch}: {len(front)} of {len(parts['states'])} states on the front ({', '.join(front['state'])}; "
+                f"[`tables/pareto_{arch}.csv`](tables/pareto_{arch}.csv)).", ""]
     return out
 
 
@@ -349,12 +370,13 @@ def loadsim_section(params, loadsim: dict) -> list[str]:
            "is built, with this strategy's warmed median build times measured on unthrottled runs.", ""]
     rows = []
     for arch, table in loadsim.items():
-        shown = table.drop(columns=["model_err", *(c for c in table.columns if c.startswith("_"))])
-        out += [f"### {arch}", "", f"![{arch} load-time curves](figures/{arch}_loadsim.png)", "", md(shown), ""]
+        out += [f"### {arch}", "", f"![{arch} load-time curves](figures/{arch}_loadsim.png)", "",
+                md(loadsim_compact(table)), "", f"Every strategy and column: [`tables/loadsim_{arch}.csv`]"
+                f"(tables/loadsim_{arch}.csv).", ""]
         out += strategy_gains(table)
-        out += first_answer_breakdown(table)
         rows.append(table.assign(arch=arch))
     allrows = pd.concat(rows, ignore_index=True)
+    out += first_answer_breakdown(allrows)
     out += loadsim_checks(allrows)
     out.append("")
     return out
@@ -366,10 +388,10 @@ STALL_RATIO = 1.25  # max / median of a timed cell above this is a stall
 
 
 def first_answer_breakdown(table: pd.DataFrame) -> list[str]:
-    """Where the time to the first answer goes, for PWL and teacher-only per device (medians, ms)."""
+    """Where the time to PWL's first answer goes, per device (medians, ms; teacher-only: the CSV)."""
     steps = ["read_s", "skeleton_s", "verify_s", "deserialize_s", "build_s", "forward_s", "other_s"]
-    part = table[table["strategy"].isin(["pwl_prefix", "teacher_only"])]
-    rows = [{"device": r["device"], "strategy": r["strategy"], **{k[:-2]: r.get(f"_{k}") for k in steps},
+    part = table[table["strategy"] == "pwl_prefix"]
+    rows = [{"arch": r.get("arch", ""), "device": r["device"], **{k[:-2]: r.get(f"_{k}") for k in steps},
              "TTFA": r["_ttfa_ms"], "limit": r["limit ms"], "over limit": r["_ttfa_ms"] - r["limit ms"],
              "unthrottled TTFA": r["_floor_ms"], "cold launch": r.get("_cold_first_answer_ms"),
              "of it imports": r.get("_cold_imports_ms")}
