@@ -23,15 +23,15 @@ import torch.nn.functional as F
 from timm.layers.attention import Attention
 from torch.utils.flop_counter import FlopCounterMode
 
-from pwl.build import build, build_mixed, freeze
+from pwl.build import build, freeze
 from pwl.compute import Compute, cpu_has_bf16, make_compute, set_threads
 from pwl.config import load_params
 from pwl.env import cpu_model, machine
 from pwl.losses import kd_loss, pwl_loss
 from pwl.models.vit import CpuBf16Attention
 from pwl.states import all_states
+from pwl.mixing import build_mixed, logits_of_all_states
 from pwl.train import lr_factor, make_optimizer, train_step
-from pwl.mixing import logits_of_all_states
 
 PHASES = ("teacher", "student", "kd", "distill", "evaluate")
 
@@ -68,17 +68,17 @@ def phase_step(phase: str, cfg, shape: Shape, compute: Compute, seed: int = 0, a
             logits = model(x)
             return F.cross_entropy(logits, y), {}, logits
         return trainer(loss_fn, [{"params": model.parameters()}], optim, compute), optim.batch_size
-    d = cfg.distill
     if phase == "kd":
+        k = cfg.kd
         teacher, student = freeze(compute.module(build(cfg.teacher, shape))), compute.module(build(cfg.student, shape))
 
         def loss_fn(x, y, progress):
             with torch.no_grad():
                 z_t = teacher(x)
             z = student(x)
-            loss, terms = kd_loss(z, z_t, y, d.loss.alpha, d.loss.temperature)
-            return loss, {}, z
-        return trainer(loss_fn, [{"params": student.parameters()}], d.optim, compute), d.optim.batch_size
+            return kd_loss(z, z_t, y, k.alpha, k.temperature)[0], {}, z
+        return trainer(loss_fn, [{"params": student.parameters()}], k.optim, compute), k.optim.batch_size
+    d = cfg.distill
     mixed = build_mixed(cfg, shape)
     freeze(mixed.teacher)
     compute.module(mixed)

@@ -7,7 +7,7 @@ import pytest
 
 from pwl.config import validate_params
 from pwl.profile import compose
-from pwl.report import markdown, tables
+from pwl.report import deviations, markdown, tables
 from pwl.states import all_states, prefix_order
 
 REPO = Path(__file__).resolve().parents[1]
@@ -68,15 +68,24 @@ def test_published_table_contradictions_are_listed():
 
 
 def test_delta_text_states_counts_and_setup_differences(tmp_path):
-    params = compose("paper-cifar100", ["arch.vgg.train_teacher.epochs=2", "data.train_limit=1000"],
-                     out=tmp_path / "p.yaml", conf=REPO / "conf")
+    params = compose("paper-cifar100", ["arch.vgg.train_teacher.epochs=2"], out=tmp_path / "p.yaml", conf=REPO / "conf")
     table = tables.paper_comparison(REFERENCE, "vgg", "cifar100", fake_states(5))
-    text = markdown.paper_deltas(params, "vgg", table)
+    text = markdown.paper_deltas(table)
     flagged = int((table["diff"].abs() > 1.5).sum())
     assert f"{flagged} of 15 cells differ by more than 1.5 points" in text
-    assert "teacher 2 vs 100" in text and "1000 training images" in text and "mapped onto our 5 blocks" in text
+    prepared = {"source": "torchvision:cifar100", "train": 45000, "val": 5000}
+    counts = {"teacher_params": 1, "student_params": 1, "converter_params": 0}
+    rows = {r["item"]: r for r in deviations.rows(params, "vgg", prepared, counts)}
+    assert rows["epochs"]["same"] == "**no**" and "teacher 2" in rows["epochs"]["ours"]
     full = validate_params(compose("paper-cifar100", out=tmp_path / "q.yaml", conf=REPO / "conf").model_dump())
-    assert "fewer epochs" not in markdown.paper_deltas(full, "vgg", table)  # the published recipe: not a reason
+    rows = {r["item"]: r for r in deviations.rows(full, "vgg", prepared, counts)}
+    assert rows["teacher"]["same"] == "yes" and rows["converters"]["same"] == "yes"  # the published VGG-16-BN pair
+
+
+def test_each_paper_table_is_compared_with_its_own_all_s():
+    table = tables.paper_comparison(REFERENCE, "vgg", "cifar100", fake_states(5))
+    row = table[(table.table == "contiguous") & (table.paper_order == "STSS")].iloc[0]
+    assert row["paper_cifar100_vs_all_S"] == pytest.approx(59.4 - 53.1)  # its own table's all-S, not 71.1
 
 
 def test_label_table_sets_the_papers_labels_beside_ours():

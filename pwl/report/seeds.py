@@ -2,15 +2,14 @@
 
 A difference is paired by seed (seed k's PWL student against seed k's scratch student: both start from the
 same data split, and PWL from that scratch student), so its spread is that of the per-seed differences:
-standard error = std / sqrt(n). It is called significant when |mean| >= 2 standard errors; with one seed
-nothing is (no spread to compare with)."""
+standard error = std / sqrt(n), Student's t with n - 1 degrees of freedom, Holm-corrected over the table
+(pwl.report.stats: "significant" is defined there once); with one seed nothing is tested."""
 import math
 
 import pandas as pd
 
 from ..states import STUDENT, TEACHER, prefix_order
-
-SE_FACTOR = 2.0
+from . import stats
 
 
 def replica_cells(summary_row: dict, states_df: pd.DataFrame) -> dict:
@@ -43,15 +42,19 @@ def comparisons(per_seed: pd.DataFrame) -> list[tuple[str, str, str]]:
 
 
 def compare(per_seed: pd.DataFrame, pairs=None) -> pd.DataFrame:
-    """Paired differences a - b over seeds: mean, std, standard error, n, significant (|mean| >= 2 SE)."""
+    """Paired differences a - b over seeds: mean, std, standard error, n, t, p (two-sided, n - 1 df), p_holm
+    (over every row of the table) and significant (p_holm < stats.ALPHA; None with one seed)."""
     rows = []
     for what, a, b in pairs or comparisons(per_seed):
         d = (per_seed[a] - per_seed[b]).dropna()
         n = len(d)
         std = d.std(ddof=1) if n > 1 else math.nan
         se = std / math.sqrt(n) if n > 1 else math.nan
-        rows.append({"difference": what, "mean": d.mean(), "std": std, "se": se, "n": n,
-                     "significant": bool(abs(d.mean()) >= SE_FACTOR * se) if n > 1 else None})
+        t, p = stats.paired_t(list(d))
+        rows.append({"difference": what, "mean": d.mean(), "std": std, "se": se, "n": n, "t": t, "p": p})
+    for row, adj in zip(rows, stats.holm([r["p"] for r in rows])):
+        row["p_holm"] = adj
+        row["significant"] = None if math.isnan(adj) else bool(adj < stats.ALPHA)
     return pd.DataFrame(rows)
 
 
