@@ -10,6 +10,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from .errors import PWLError
+from .schema.converters import ConverterConfig, check_converter_fits
 from .schema.families import families, names_pretrained, parse_model_config
 from .schema.objective import CROSS_MODES, MIXED_BN, check_pairing
 
@@ -132,6 +133,8 @@ class DistillConfig(Section):
     # the frozen teacher's BatchNorm while it makes the targets (distillation and kd): "eval" (ours) or "train"
     # (the authors': batch statistics, running statistics drifting; pwl.teacher_bn says what all-T then is)
     teacher_bn: Literal[TEACHER_BN] = "eval"
+    # the converters' kind (pwl.schema.converters.CONVERTER_KINDS; default: the published linear map)
+    converter: ConverterConfig = ConverterConfig()
 
 
 class KDConfig(Section):
@@ -177,6 +180,7 @@ class ArchConfig(Section):
                 raise ValueError(f"{stage}.init_student is pretrained but the student names no pretrained weights "
                                  "(set student.pretrained or student.pretrained_file, or init_student: random)")
         t.check_student(s)  # the family's own pairing rule, e.g. the ViT's patch size
+        check_converter_fits(self.distill.converter.kind, t.family)
         return self
 
 

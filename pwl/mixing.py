@@ -12,38 +12,114 @@ from .checkpoints import load_weights
 from .compute import CPU, Compute
 from .data import Normalizer, Split
 from .models.blocknet import BlockNet
+from .schema.converters import CONVERTER_KINDS, ConverterConfig
 from .schema.objective import check_pairing
 from .states import STUDENT, TEACHER
 
 
+CONVERTERS: dict[str, type[nn.Module]] = {}  # kind name -> module class (names: pwl.schema.converters)
+
+
+def register_converter(name: str):
+    """Class decorator: register a converter kind under `name` (one of pwl.schema.converters.CONVERTER_KINDS).
+    A kind is built as `cls(cin, cout, cfg)` and maps (B,C,H,W) or (B,tokens,C) features from cin to cout."""
+    def add(cls):
+        if name not in CONVERTER_KINDS or name in CONVERTERS:
+            raise ValueError(f"converter kind {name!r} is not declared in pwl.schema.converters or registered twice")
+        cls.kind = name
+        CONVERTERS[name] = cls
+        return cls
+    return add
+
+
+def channel_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+    """A linear map over the channel dimension: 1x1 conv for (B,C,H,W), linear over the last dim for tokens."""
+    if x.dim() == 4:
+        return F.conv2d(x, weight[:, :, None, None], bias)
+    return F.linear(x, weight, bias)
+
+
+@register_converter("linear")
 class ChannelMap(nn.Module):
     """A linear map over the channel dimension: 1x1 conv for (B,C,H,W), linear over the last dim for tokens."""
 
-    def __init__(self, cin: int, cout: int):
+    def __init__(self, cin: int, cout: int, cfg: ConverterConfig | None = None, bias: bool = True):
         super().__init__()
         self.weight = nn.Parameter(torch.empty(cout, cin))
-        self.bias = nn.Parameter(torch.zeros(cout))
+        self.bias = nn.Parameter(torch.zeros(cout)) if bias else None
         nn.init.kaiming_uniform_(self.weight, a=5 ** 0.5)
 
     def forward(self, x):
-        if x.dim() == 4:
-            return F.conv2d(x, self.weight[:, :, None, None], self.bias)
-        return F.linear(x, self.weight, self.bias)
+        return channel_linear(x, self.weight, self.bias)
 
 
-def converter(cin: int, cout: int) -> nn.Module:
-    return nn.Identity() if cin == cout else ChannelMap(cin, cout)
+class ResidualDecoder(nn.Module):
+    """The linear map plus a residual branch over its output whose last layer starts at zero, so training starts
+    from exactly the linear map and the branch learns what a linear map cannot decode."""
+
+    def __init__(self, cin: int, cout: int, cfg: ConverterConfig):
+        super().__init__()
+        self.linear = ChannelMap(cin, cout)
+        self.branch = self.make_branch(cout, max(1, round(cout * cfg.hidden_ratio)))
+        nn.init.zeros_(self.branch[-1].weight)
+        nn.init.zeros_(self.branch[-1].bias)
+
+    def make_branch(self, width: int, hidden: int) -> nn.Sequential:
+        raise NotImplementedError
+
+    def forward(self, x):
+        y = self.linear(x)
+        return y + self.branch(y)
+
+
+@register_converter("conv3x3")
+class Conv3x3Converter(ResidualDecoder):
+    """CNN features: a bottleneck that sees each position's 3x3 neighbourhood."""
+
+    def make_branch(self, width: int, hidden: int) -> nn.Sequential:
+        return nn.Sequential(nn.Conv2d(width, hidden, 3, padding=1), nn.ReLU(), nn.Conv2d(hidden, width, 1))
+
+
+@register_converter("mlp")
+class MLPConverter(ResidualDecoder):
+    """ViT tokens: a pre-norm MLP over each token, as in a transformer layer."""
+
+    def make_branch(self, width: int, hidden: int) -> nn.Sequential:
+        return nn.Sequential(nn.LayerNorm(width), nn.Linear(width, hidden), nn.GELU(), nn.Linear(hidden, width))
+
+
+@register_converter("lowrank")
+class LowRankConverter(nn.Module):
+    """SN-Netv2's stitching layer: the linear map plus a rank-`rank` update B A whose B starts at zero."""
+
+    def __init__(self, cin: int, cout: int, cfg: ConverterConfig):
+        super().__init__()
+        rank = min(cfg.rank, cin, cout)
+        self.linear = ChannelMap(cin, cout)
+        self.down = ChannelMap(cin, rank, bias=False)
+        self.up = ChannelMap(rank, cout, bias=False)
+        nn.init.zeros_(self.up.weight)
+
+    def forward(self, x):
+        return self.linear(x) + self.up(self.down(x))
+
+
+def converter(cin: int, cout: int, cfg: ConverterConfig | None = None) -> nn.Module:
+    """The converter of kind `cfg.kind` (default linear) from cin to cout channels; equal widths need none."""
+    cfg = cfg or ConverterConfig()
+    return nn.Identity() if cin == cout else CONVERTERS[cfg.kind](cin, cout, cfg)
 
 
 class Converters(nn.Module):
     """E_i: teacher width -> student width and D_i: student -> teacher, at each inner boundary i = 1..N-1."""
 
-    def __init__(self, teacher_widths: list[int], student_widths: list[int]):
+    def __init__(self, teacher_widths: list[int], student_widths: list[int], cfg: ConverterConfig | None = None):
         super().__init__()
         check_pairing(teacher_widths, student_widths)
+        self.cfg = cfg or ConverterConfig()
         inner = list(zip(teacher_widths, student_widths))[:-1]
-        self.enc = nn.ModuleList(converter(t, s) for t, s in inner)
-        self.dec = nn.ModuleList(converter(s, t) for t, s in inner)
+        self.enc = nn.ModuleList(converter(t, s, self.cfg) for t, s in inner)
+        self.dec = nn.ModuleList(converter(s, t, self.cfg) for t, s in inner)
 
     def convert(self, f: torch.Tensor, boundary: int, src: str, dst: str) -> torch.Tensor:
         """Carry the output of block `boundary` (0-based) from owner `src` to owner `dst`."""
@@ -112,7 +188,8 @@ def state_accuracies(mixed: MixedModel, states: list[str], split: Split, norm: N
 
 def build_mixed(arch_cfg, ds) -> MixedModel:
     teacher, student = build(arch_cfg.teacher, ds), build(arch_cfg.student, ds)
-    return MixedModel(teacher, student, Converters(teacher.block_widths, student.block_widths))
+    return MixedModel(teacher, student, Converters(teacher.block_widths, student.block_widths,
+                                                   arch_cfg.distill.converter))
 
 
 def distilled_parts(mixed: MixedModel) -> nn.ModuleDict:

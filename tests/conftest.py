@@ -42,8 +42,9 @@ def make_net(raw: dict, img: int, seed: int = 0):
     return build_model(parse_model_config(raw), in_chans=IN_CHANS, num_classes=NUM_CLASSES, img_size=img)
 
 
-def make_mixed(family: str, seed: int = 0, same_width: bool = False) -> MixedModel:
-    """A tiny mixed model; `same_width` gives a depth-only student (identity converters)."""
+def make_mixed(family: str, seed: int = 0, same_width: bool = False, converter=None) -> MixedModel:
+    """A tiny mixed model; `same_width` gives a depth-only student (identity converters); `converter`: a
+    pwl.schema.converters.ConverterConfig (default linear)."""
     pair = PAIRS[family]
     student_raw = dict(pair["student"])
     if same_width:
@@ -53,7 +54,7 @@ def make_mixed(family: str, seed: int = 0, same_width: bool = False) -> MixedMod
     teacher = make_net(pair["teacher"], pair["img"], seed)
     student = make_net(student_raw, pair["img"], seed + 1)
     torch.manual_seed(seed + 2)
-    return MixedModel(teacher, student, Converters(teacher.block_widths, student.block_widths))
+    return MixedModel(teacher, student, Converters(teacher.block_widths, student.block_widths, converter))
 
 
 def batch(family: str, n: int = 4, seed: int = 0):
@@ -85,10 +86,11 @@ def xy(family):
     return batch(family)
 
 
-def arch_config(family: str) -> ArchConfig:
+def arch_config(family: str, converter: dict | None = None) -> ArchConfig:
     pair = PAIRS[family]
+    distill = {"optim": {}, **({"converter": converter} if converter is not None else {})}
     return ArchConfig.model_validate({"teacher": pair["teacher"], "student": pair["student"],
-                                      "train_teacher": {}, "train_student": {}, "distill": {"optim": {}}, "kd": {"optim": {}}})
+                                      "train_teacher": {}, "train_student": {}, "distill": distill, "kd": {"optim": {}}})
 
 
 def clone(module):

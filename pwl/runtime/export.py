@@ -64,6 +64,7 @@ def export_pack(mixed: MixedModel, out_dir: Path, configs: dict, val_accuracy: d
         for stale in out_dir.glob(pattern):
             stale.unlink()
     meta = {"num_blocks": mixed.num_blocks, "configs": configs,
+            "converter": mixed.converters.cfg.model_dump(mode="json"),  # the runtime builds this kind
             **({"val_accuracy": val_accuracy} if val_accuracy is not None else {})}
     write_pack(pack_path(out_dir), pack_parts(mixed), meta)
     return pack_index(out_dir)

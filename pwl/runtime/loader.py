@@ -15,7 +15,7 @@ from ..states import TEACHER
 from .faults import best_available, whole_block
 from .pack import converter_part, parse_part
 from .serving import Runtime
-from .skeletons import ConverterSet, Missing, fill, sub_state
+from .skeletons import ConverterSet, Missing, converter_config, fill, sub_state
 
 
 class BlockLoader(Runtime):
@@ -27,7 +27,8 @@ class BlockLoader(Runtime):
         t = time.perf_counter()
         self._skel = self.factory("teacher")
         with torch.device("meta"):
-            self._conv_skel = Converters(self._skel.block_widths, student.block_widths)
+            self._conv_skel = Converters(self._skel.block_widths, student.block_widths,
+                                         converter_config(self.index.meta))
         self._skel_s = time.perf_counter() - t
 
     def _load_teacher(self) -> None:

@@ -9,6 +9,7 @@ from ..errors import PWLError
 from ..manifests import EXPORT_FIX
 from ..mixing import Converters
 from ..models import BlockNet, build_model, parse_model_config
+from ..schema.converters import ConverterConfig
 
 
 class Missing(nn.Module):
@@ -30,6 +31,14 @@ class ConverterSet:
         self.enc, self.dec = enc, dec
 
     convert = Converters.convert
+
+
+def converter_config(meta: dict) -> ConverterConfig:
+    """The converters' kind and sizes from a pack header's `meta` (packs written before kinds existed: linear)."""
+    try:
+        return ConverterConfig.model_validate(meta.get("converter", {}))
+    except ValueError as e:
+        raise PWLError(f"the pack's converter config {meta.get('converter')!r} is invalid ({e})", EXPORT_FIX) from None
 
 
 def skeleton_factory(meta: dict) -> Callable[[str], BlockNet]:
