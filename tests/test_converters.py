@@ -186,3 +186,35 @@ def test_linear_default_trains_the_same_weights_as_before(tmp_path, family):
     assert digest(distilled_parts(mixed).state_dict()) == BEFORE_KINDS[family][0]
     distill(mixed, tiny_split(n=16, chans=3, classes=5, seed=1), tmp_path / "c.pt", rising=False)
     assert digest(distilled_parts(mixed).state_dict()) == BEFORE_KINDS[family][1]
+
+
+@pytest.mark.parametrize("family,kind", [("vgg", "conv3x3"), ("vit", "mlp"), ("resnet", "lowrank")])
+def test_runtime_rebuilds_the_packs_kind_and_serves_every_state_exactly(tmp_path, family, kind):
+    """The progressive runtime reads the kind from the header and serves each state of a non-prefix order with
+    exactly the logits of the mixed model (branches randomised, so a linear rebuild could not match)."""
+    from pwl.runtime import DeviceProfile, ProgressiveModel
+
+    mixed = make_mixed(family, converter=ConverterConfig(kind=kind, rank=2))
+    with torch.no_grad():
+        for p in mixed.converters.parameters():
+            p.normal_(0, 0.3)
+    mixed.eval()
+    cfg = arch_config(family)
+    export_pack(mixed, tmp_path, model_configs(cfg.teacher, cfg.student, 3, 5, PAIRS[family]["img"]))
+    x, _ = batch(family)
+    order = ["SSS", "STS", "STT", "TTT"]
+    with torch.no_grad():
+        refs = {s: mixed(x, s) for s in order}
+    seen = []
+
+    def on_event(e):
+        if e["event"] in ("student_ready", "block_swapped"):
+            logits, state = model.predict(x)
+            seen.append(state)
+            assert torch.equal(logits, refs[state])
+
+    model = ProgressiveModel(tmp_path, DeviceProfile(name="t", read_bandwidth=1e9, open_latency_s=0.0, threads=1),
+                             order, on_event=on_event)
+    model.start()
+    assert model.wait(10) and model.error is None
+    assert seen == order
