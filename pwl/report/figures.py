@@ -22,6 +22,16 @@ def _save(fig, out: Path) -> None:
     plt.close(fig)
 
 
+def _finish(fig, ax, out: Path, xlabel: str, title: str) -> None:
+    """The single-panel accuracy figures' common end: labels, grid, the legend outside the data, the file."""
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel("test accuracy (%)")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend(**LEGEND)
+    _save(fig, out)
+
+
 def _refs(row) -> dict:
     """The reference accuracies every accuracy figure draws as horizontal lines (KD only where it ran)."""
     refs = {"teacher": row.teacher, "KD student": row.kd_student, "scratch student": row.scratch_student,
@@ -60,12 +70,8 @@ def loading_orders(orders, row, arch: str, n_test: int, spread, out: Path) -> di
     ax.set_xticks(x)
     ax.set_xticklabels([f"{k}\n{p}\n{s}" for k, p, s in zip(x, orders["prefix_state"], orders["suffix_state"])],
                        fontsize=7)
-    ax.set_xlabel("teacher blocks loaded (prefix state / suffix state)")
-    ax.set_ylabel("test accuracy (%)")
-    ax.set_title(f"{arch}: accuracy along the loading orders")
-    ax.grid(alpha=0.3)
-    ax.legend(**LEGEND)
-    _save(fig, out)
+    _finish(fig, ax, out, "teacher blocks loaded (prefix state / suffix state)",
+            f"{arch}: accuracy along the loading orders")
     return data
 
 
@@ -162,11 +168,7 @@ def pareto(arch: str, states, front, out: Path) -> dict:
     ax.set_xscale("log")
     ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
     ax.xaxis.set_minor_formatter(FuncFormatter(_two_five))
-    ax.set_xlabel("weight bytes of the state (MB, log scale)")
-    ax.set_ylabel("test accuracy (%)")
-    ax.set_title(f"{arch}: accuracy against weight bytes, all {len(states)} states")
-    ax.grid(alpha=0.3)
-    ax.legend(**LEGEND)
-    _save(fig, out)
+    _finish(fig, ax, out, "weight bytes of the state (MB, log scale)",
+            f"{arch}: accuracy against weight bytes, all {len(states)} states")
     return {"states": list(states["state"]), "mb": [float(v) / 1e6 for v in states["bytes"]],
             "test_acc": [float(v) for v in states["test_acc"]], "front": list(front["state"])}
