@@ -180,28 +180,11 @@ def pack_dir(tmp_path_factory):
     return out
 
 
-def split_pack(blob: bytes) -> tuple[dict, dict, bytes]:
-    import json
-    import struct
-    (n,) = struct.unpack("<Q", blob[:8])
-    header = json.loads(blob[8:8 + n])
-    meta = json.loads(header.pop("__metadata__")["pwl"])
-    return header, meta, blob[8 + n:]
-
-
-def join_pack(header: dict, meta: dict, data: bytes) -> bytes:
-    import json
-    import struct
-    text = json.dumps({**header, "__metadata__": {"pwl": json.dumps(meta)}}).encode()
-    text += b" " * (-len(text) % 8)
-    return struct.pack("<Q", len(text)) + text + data
-
-
 def use_pack(d: Path) -> None:
     """What the runtime does with a header: index it, then check and view every part's tensors."""
-    from pwl.runtime.pack import PACK_FILE, pack_index
+    from pwl.runtime.pack import pack_index, pack_path
     index = pack_index(d)
-    buf = bytearray((d / PACK_FILE).read_bytes())
+    buf = bytearray(pack_path(d).read_bytes())
     for name in index.parts:
         index.verify(name, buf, 0)
         index.tensors_of(name, buf, 0)
@@ -219,13 +202,13 @@ def use_pack(d: Path) -> None:
     (lambda h, m, k: m["parts"]["teacher_2"].update(sha256="zz"), "sha256 'zz' is not 64 hex digits"),
 ])
 def test_pack_header_fields_outside_the_sha256(pack_dir, tmp_path, edit, needle):
-    from pwl.runtime.pack import PACK_FILE
+    from pwl.runtime.pack import header_bytes, pack_path, split_pack
     d = tmp_path / "shards"
     d.mkdir()
-    header, meta, data = split_pack((pack_dir / PACK_FILE).read_bytes())
+    header, meta, data = split_pack(pack_path(pack_dir).read_bytes())
     key = [k for k, v in header.items() if k.startswith("student.") and len(v["shape"]) == 2][-1]  # a 2-D weight
     edit(header, meta, key)
-    (d / PACK_FILE).write_bytes(join_pack(header, meta, data))
+    pack_path(d).write_bytes(header_bytes(header, meta) + data)
     with pytest.raises(PWLError) as err:
         use_pack(d)
     needle = needle.format(k=key)
@@ -237,9 +220,9 @@ def test_generated_pack_headers(pack_dir, tmp_path_factory):
     whose every part checks and views cleanly; never a traceback."""
     from hypothesis import HealthCheck, given, settings
     from test_generated_input import exit_status, mutated
-    from pwl.runtime.pack import PACK_FILE
+    from pwl.runtime.pack import header_bytes, pack_path, split_pack
     d = tmp_path_factory.mktemp("generated_pack")
-    header, meta, data = split_pack((pack_dir / PACK_FILE).read_bytes())
+    header, meta, data = split_pack(pack_path(pack_dir).read_bytes())
     base = {"header": header, "meta": meta}
     seen = {0: 0, 2: 0}
 
@@ -249,7 +232,7 @@ def test_generated_pack_headers(pack_dir, tmp_path_factory):
     def check(raw):
         if not (isinstance(raw, dict) and isinstance(raw.get("header"), dict) and "meta" in raw):
             return
-        (d / PACK_FILE).write_bytes(join_pack(raw["header"], raw["meta"], data))
+        pack_path(d).write_bytes(header_bytes(raw["header"], raw["meta"]) + data)
         seen[exit_status(lambda: use_pack(d))] += 1
 
     check()

@@ -122,11 +122,26 @@ def write_pack(path: Path, parts: dict[str, dict[str, torch.Tensor]], meta: dict
             ranges[name] = {"start": start, "end": pos,
                             "sha256": hashlib.sha256(b"".join(blobs[-len(tensors):])).hexdigest()}
     full = {**meta, "format": PACK_FORMAT, "parts": ranges}
-    header["__metadata__"] = {"pwl": json.dumps(full, separators=(",", ":"))}
-    text = json.dumps(header, separators=(",", ":")).encode()
-    text += b" " * (-len(text) % 8)  # safetensors aligns the data section to 8 bytes
-    atomic_write(Path(path), struct.pack("<Q", len(text)) + text + b"".join(blobs))
-    return {**full, "header_bytes": 8 + len(text)}
+    head = header_bytes(header, full)
+    atomic_write(Path(path), head + b"".join(blobs))
+    return {**full, "header_bytes": len(head)}
+
+
+def header_bytes(tensors: dict, meta: dict) -> bytes:
+    """A pack's header as stored: 8 bytes giving the JSON's length, then the JSON (the tensor entries and the pwl
+    metadata), padded with spaces to a multiple of 8 (safetensors aligns the data section)."""
+    text = json.dumps({**tensors, "__metadata__": {"pwl": json.dumps(meta, separators=(",", ":"))}},
+                      separators=(",", ":")).encode()
+    text += b" " * (-len(text) % 8)
+    return struct.pack("<Q", len(text)) + text
+
+
+def split_pack(blob: bytes) -> tuple[dict, dict, bytes]:
+    """(tensor entries, metadata, data section) of a whole pack's bytes, unchecked: the inverse of
+    `header_bytes(tensors, meta) + data`, for tools that must edit a header (the tests forging damaged ones)."""
+    (n,) = struct.unpack("<Q", blob[:8])
+    tensors = json.loads(blob[8:8 + n])
+    return tensors, json.loads(tensors.pop("__metadata__")["pwl"]), blob[8 + n:]
 
 
 @dataclass(frozen=True)
