@@ -120,6 +120,7 @@ class LossConfig(Section):
 
 INIT_STUDENT = ("random", "scratch", "pretrained")  # a distilled student's start (pwl.build.init_student)
 TEACHER_BN = ("eval", "train")  # the frozen teacher's BatchNorm while it makes the targets (pwl.teacher_bn)
+CONVERTER_INITS = ("random", "lstsq")  # how distillation starts the converters (pwl.stitching)
 
 
 class DistillConfig(Section):
@@ -135,6 +136,10 @@ class DistillConfig(Section):
     teacher_bn: Literal[TEACHER_BN] = "eval"
     # the converters' kind (pwl.schema.converters.CONVERTER_KINDS; default: the published linear map)
     converter: ConverterConfig = ConverterConfig()
+    # how the converters' linear maps start: "random" (the module's init) or "lstsq", SN-Net's least-squares fit
+    # on paired teacher/student activations of the first `converter_fit_images` training images (pwl.stitching)
+    converter_init: Literal[CONVERTER_INITS] = "random"
+    converter_fit_images: int = Field(4096, ge=16, le=1_000_000)
 
 
 class KDConfig(Section):

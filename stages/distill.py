@@ -9,6 +9,7 @@ from pwl.losses import PWLObjective
 from pwl.mixing import build_mixed, distilled_parts, state_accuracies
 from pwl.stage_cli import main
 from pwl.states import prefix_mean, prefix_order
+from pwl.stitching import fit_converters
 from pwl.teacher_bn import target_mixed
 from pwl.train import Trainee
 from pwl.stage_training import TrainingStage
@@ -23,6 +24,10 @@ def run():
     freeze(mixed.teacher)
     init_student(mixed.student, dcfg.init_student, arch, cfg, params.seed)
     stage.compute.module(mixed)
+    fitted = {}  # SN-Net's start: each converter's linear map fitted to the paired activations (pwl.stitching)
+    if dcfg.converter_init == "lstsq":
+        fitted = fit_converters(mixed, stage.train, stage.norm, dcfg.converter_fit_images, params.eval.batch_size,
+                                stage.compute)
     parts = distilled_parts(mixed)
     targets = target_mixed(mixed, dcfg.teacher_bn)  # `mixed` keeps the trained teacher: validation's all-T
     lr = dcfg.optim.lr
@@ -52,7 +57,9 @@ def run():
                                 "student": cfg.student.model_dump(mode="json")}, lambda: {
         "val_score": result.best_score, "select_on": dcfg.select_on, "best_epoch": result.best_epoch,
         "epochs": dcfg.optim.epochs, "resumed_from_epoch": result.resumed_from,
-        "converter_params": sum(p.numel() for p in mixed.converters.parameters()), **drift()})
+        "converter_params": sum(p.numel() for p in mixed.converters.parameters()),
+        "converter_init": dcfg.converter_init,
+        **({"converter_init_unexplained": fitted} if fitted else {}), **drift()})
 
 
 if __name__ == "__main__":

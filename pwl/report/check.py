@@ -12,14 +12,43 @@ import yaml
 
 from .. import paths
 from ..config import validate_params
-from . import build, index, provenance
+from . import build, index, provenance, sweep
 
 MAX_LINES = 12  # differences listed per file
 
 
 def report_folders(reports: Path) -> list[Path]:
-    """Every reports/<name>/ with a README.md: a report (folders with only stage outputs have none)."""
-    return sorted(p.parent for p in Path(reports).glob("*/README.md"))
+    """Every reports/<name>/ with a README.md that is not a sweep: a report (folders with only stage outputs have
+    none)."""
+    return sorted(p.parent for p in Path(reports).glob("*/README.md") if not sweep.is_sweep(p.parent))
+
+
+def sweep_folders(reports: Path) -> list[Path]:
+    return sorted(p.parent for p in Path(reports).glob(f"*/{sweep.SWEEP}"))
+
+
+def check_sweep(folder: Path) -> list[str]:
+    """A sweep's table and README recomputed from its runs, and every run's outputs against its lock."""
+    problems = []
+    for name in sweep.spec(folder)["variants"]:
+        run = folder / sweep.RUNS / name
+        missing = [f for f in sweep.RUN_FILES if not (run / f).exists()]
+        if missing:
+            problems.append(f"{sweep.RUNS}/{name}: {', '.join(missing)} missing (scripts/collect_sweep.py)")
+            continue
+        problems += sweep.locked_outputs(run)
+    if problems:
+        return problems
+    with tempfile.TemporaryDirectory() as tmp:
+        try:
+            sweep.write(folder, Path(tmp))
+        except Exception as e:
+            return [f"cannot recompute: {type(e).__name__}: {e}"]
+        for f in (sweep.TABLE, sweep.README):
+            diffs = (compare_csv if f.endswith(".csv") else compare_text)(Path(tmp) / f, folder / f) \
+                if (folder / f).exists() else ["missing from the committed folder"]
+            problems += [f"{f}: {d}" for d in diffs[:MAX_LINES]]
+    return problems
 
 
 def compare_csv(ours: Path, theirs: Path) -> list[str]:
@@ -106,11 +135,21 @@ def check(reports: Path = paths.REPORTS) -> int:
                 print(f"  {p}")
         else:
             print(f"{folder}: recomputes exactly")
+    sweeps = sweep_folders(reports)
+    for folder in sweeps:
+        problems = check_sweep(folder)
+        if problems:
+            failed += 1
+            print(f"{folder}: FAILS ({len(problems)})")
+            for p in problems:
+                print(f"  {p}")
+        else:
+            print(f"{folder}: sweep recomputes exactly, every run matches its lock")
     idx = Path(reports) / "README.md"
     fresh_index = index.build(Path(reports))
     if not idx.exists() or idx.read_text() != fresh_index:
         failed += 1
         print(f"{idx}: FAILS (the index differs from one built from every folder's summary.json)")
     print(f"check FAILED: {failed} problem file(s) or folder(s)" if failed
-          else f"all {len(folders)} report folders and the index recompute exactly")
+          else f"all {len(folders)} report folders, {len(sweeps)} sweep(s) and the index recompute exactly")
     return 1 if failed else 0

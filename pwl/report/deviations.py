@@ -34,6 +34,18 @@ def _widths(cfg) -> list | None:
     return list(w) if w is not None else ([cfg.dim] if getattr(cfg, "dim", None) else None)
 
 
+def _converter_words(distill) -> str:
+    """The converters' kind and start in words, e.g. 'linear maps over channels, started from the least-squares
+    fit on paired activations'."""
+    c = distill.converter
+    kind = {"linear": "linear maps over channels",
+            "conv3x3": f"linear maps + a 3x3 residual bottleneck (x{c.hidden_ratio})",
+            "mlp": f"linear maps + a residual token MLP (x{c.hidden_ratio})",
+            "lowrank": f"linear maps + a rank-{c.rank} update"}[c.kind]
+    start = {"random": "", "lstsq": ", started from the least-squares fit on paired activations (SN-Net)"}
+    return kind + start[distill.converter_init]
+
+
 def rows(params, arch: str, prepared: dict, params_count: dict) -> list[dict]:
     """(item, paper, ours, same) rows for one arch; `params_count`: eval.json's teacher/student/converter_params."""
     a = params.arch[arch]
@@ -64,7 +76,7 @@ def rows(params, arch: str, prepared: dict, params_count: dict) -> list[dict]:
         same_width and list(s.depths) == list(pub.student_depths) and _widths(t) == list(pub.teacher_widths or []))
     add("converters", "identity (equal widths)",
         "identity (equal widths)" if same_width else
-        f"learned 1x1 maps, {params_count['converter_params']:,} parameters", same_width)
+        f"learned {_converter_words(a.distill)}, {params_count['converter_params']:,} parameters", same_width)
     add("blocks N", f"{pub.blocks} (its tables write 4 positions)", str(t.num_blocks), t.num_blocks == pub.blocks)
     pretrained = bool(getattr(t, "pretrained", None) or getattr(t, "pretrained_file", None))
     add("teacher pretrained", "ImageNet-pretrained, fine-tuned" if pub.pretrained else "no (trained from scratch)",

@@ -4,6 +4,7 @@ import json
 from pathlib import Path
 
 import pandas as pd
+import yaml
 
 HEADLINE = (("teacher", "T"), ("student", "S"), ("pwl_all_S", "PWL all-S"), ("worst_state", "worst state"))
 
@@ -28,9 +29,23 @@ def rows(reports: Path) -> list[dict]:
     return out
 
 
+def sweeps(reports: Path) -> list[str]:
+    """One line per reports/<sweep>/sweep.yaml (pwl.report.sweep): its title and what it varied."""
+    out = []
+    for f in sorted(Path(reports).glob("*/sweep.yaml")):
+        spec = yaml.safe_load(f.read_text())
+        out.append(f"- [{f.parent.name}]({f.parent.name}/README.md): {spec['title']} "
+                   f"({len(spec['variants'])} variants of `{spec['arch']}`, seed {spec['seed']})")
+    return out
+
+
 def build(reports: Path) -> str:
     table = pd.DataFrame(rows(reports))
     body = table.to_markdown(index=False) if len(table) else "(no report yet: run `dvc repro`)"
+    swept = sweeps(reports)
+    if swept:
+        body += ("\n\n## Sweeps\n\nQueued `dvc exp` sweeps, each row traced to its experiment's lock:\n\n"
+                 + "\n".join(swept))
     return "\n".join([
         "# Reports", "",
         "One folder per run of the pipeline: `reports/<name>/` (`name` in params.yaml, one per profile or named "
