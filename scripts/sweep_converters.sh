@@ -22,7 +22,7 @@ q conv-vit-lstsq vit
 q conv-vit-random vit -S $d.converter_init=random
 q conv-vit-mlp vit -S $d.converter.kind=mlp                           # + residual token MLP (x0.25)
 dvc queue start -j 1
-while dvc queue status | grep -qE "Queued|Running"; do sleep 30; done
+while dvc queue status 2>&1 | grep -E "Queued|Running" >/dev/null; do sleep 30; done  # grep without -q: no SIGPIPE
 dvc queue status
 
 Q="Which converter makes every loading state usable? Kinds and starts of the converters, on the default profile's
