@@ -57,6 +57,9 @@ def test_table_follows_from_the_runs_and_names_missed_targets(sweep_dir):
     assert t.loc["base", "nonprefix_vs_all_S"] == pytest.approx(-1.5)
     assert t.loc["better", "converter"] == "lowrank r4" and t.loc["better", "init"] == "lstsq"
     assert t.loc["base", "all_S_vs_scratch"] == pytest.approx(-0.5) and t.loc["base", "min_prefix_step"] > 0
+    # mixed states (6): prefixes TSS 89, TTS 90 sit between all-S 88 and all-T 91; non-prefix ones lose 3 points
+    # (base: 86-87, below) or 0.2 (better: 88.8-89.8, between)
+    assert t.loc["base", "mixed_between_anchors"] == "2 of 6" and t.loc["better", "mixed_between_anchors"] == "6 of 6"
     text = (sweep_dir / "README.md").read_text()
     base_line = next(ln for ln in text.splitlines() if ln.startswith("| base"))
     better_line = next(ln for ln in text.splitlines() if ln.startswith("| better"))

@@ -54,7 +54,17 @@ def run_row(run: Path, name: str, arch: str) -> dict:
             "worst_state": lat["worst_state"], "worst_vs_all_S": lat["worst_vs_all_S"],
             "nonprefix_vs_all_S": lat["nonprefix_vs_all_S"], "below_all_S_minus_1": lat["below_all_S_minus_1"],
             "min_prefix_step": min(b - a for a, b in zip(prefix, prefix[1:])),
+            # SN-Net's interpolation claim: every stitched network lies between its two anchors
+            "mixed_between_anchors": f"{between_anchors(acc)} of {len(acc) - 2}",
             "prefix_mean": sum(prefix) / len(prefix)}
+
+
+def between_anchors(acc: pd.Series) -> int:
+    """How many mixed states (neither all-S nor all-T) score from all-S to all-T inclusive."""
+    n = len(acc.index[0])
+    lo, hi = acc[STUDENT * n], acc[TEACHER * n]
+    mixed = acc.drop([STUDENT * n, TEACHER * n])
+    return int(((mixed >= min(lo, hi)) & (mixed <= max(lo, hi))).sum())
 
 
 def table(folder: Path) -> pd.DataFrame:
