@@ -120,6 +120,17 @@ def check_folder(folder: Path) -> tuple[list[str], list[str]]:
     return problems, warnings
 
 
+def _print_result(folder: Path, problems: list[str], ok: str) -> bool:
+    """Print one folder's problems (or `ok`); True when it failed."""
+    if not problems:
+        print(f"{folder}: {ok}")
+        return False
+    print(f"{folder}: FAILS ({len(problems)})")
+    for p in problems:
+        print(f"  {p}")
+    return True
+
+
 def check(reports: Path = paths.REPORTS) -> int:
     """Print every difference; 0 when every report folder recomputes exactly, else 1."""
     failed = 0
@@ -128,23 +139,10 @@ def check(reports: Path = paths.REPORTS) -> int:
         problems, warnings = check_folder(folder)
         for w in warnings:
             print(f"{folder}: warning: {w}")
-        if problems:
-            failed += 1
-            print(f"{folder}: FAILS ({len(problems)})")
-            for p in problems:
-                print(f"  {p}")
-        else:
-            print(f"{folder}: recomputes exactly")
+        failed += _print_result(folder, problems, "recomputes exactly")
     sweeps = sweep_folders(reports)
     for folder in sweeps:
-        problems = check_sweep(folder)
-        if problems:
-            failed += 1
-            print(f"{folder}: FAILS ({len(problems)})")
-            for p in problems:
-                print(f"  {p}")
-        else:
-            print(f"{folder}: sweep recomputes exactly, every run matches its lock")
+        failed += _print_result(folder, check_sweep(folder), "sweep recomputes exactly, every run matches its lock")
     idx = Path(reports) / "README.md"
     fresh_index = index.build(Path(reports))
     if not idx.exists() or idx.read_text() != fresh_index:

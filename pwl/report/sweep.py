@@ -5,7 +5,6 @@ from them: table.csv and README.md. `python -m pwl.report --check` recomputes bo
 against the md5 its lock.yaml records, so each row traces to the experiment that made it.
 
 sweep.yaml: {title, arch, seed, question, variants: {name: {exp: <dvc exp name>, changes: "<the -S overrides>"}}}"""
-import hashlib
 import json
 from pathlib import Path
 
@@ -14,6 +13,7 @@ import yaml
 
 from ..states import STUDENT, TEACHER, prefix_order
 from .markdown import md
+from .provenance import md5
 from .tables import lattice_stats
 
 SWEEP, TABLE, README, RUNS = "sweep.yaml", "table.csv", "README.md", "runs"
@@ -103,10 +103,6 @@ def write(folder: Path, out: Path | None = None) -> None:
     t = table(folder)
     t.to_csv(out / TABLE, index=False, float_format="%.3f")
     (out / README).write_text(readme(folder, t))
-
-
-def md5(path: Path) -> str:
-    return hashlib.md5(Path(path).read_bytes()).hexdigest()
 
 
 def locked_outputs(run: Path) -> list[str]:
