@@ -137,3 +137,17 @@ def test_strategy_gains_against_the_prefix_order():
                           "mean acc over horizon": [80.0, 81.5, 70.0, 88.0, 88.0, 87.25]})
     text = markdown.strategy_gains(table)[0]
     assert "`pwl_value` lte +1.50, nvme +0.00" in text and "`pwl_parallel` lte -10.00, nvme -0.75" in text
+
+
+def test_teachers_are_set_beside_the_papers_on_its_dataset_or_a_copy_of_it():
+    summary = pd.DataFrame({"arch": ["vgg", "resnet", "mobilenet"], "teacher": [79.13, 77.79, 70.0]})
+    paper = {"vgg": {"table": tables.paper_comparison(REFERENCE, "vgg", "imagefolder", fake_states(5))},
+             "resnet": {"table": tables.paper_comparison(REFERENCE, "resnet", "imagefolder", fake_states(4))},
+             "mobilenet": None}
+    jpegs = markdown.paper_dataset_of("imagefolder", "imagefolder:data/raw/CIFAR-10-images")
+    assert jpegs == "cifar10" and markdown.paper_dataset_of("cifar100", "torchvision") == "cifar100"
+    (line,) = markdown.teacher_distance(summary, paper, jpegs)
+    assert "vgg 79.13 vs 93.8 (-14.67)" in line and "resnet 77.79 vs 94.8 (-17.01)" in line
+    assert "mobilenet" not in line  # the paper has no such family
+    assert markdown.paper_dataset_of("fashion-mnist", "/usr/share/datasets/fashion-mnist") is None
+    assert markdown.teacher_distance(summary, paper, None) == []

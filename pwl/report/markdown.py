@@ -166,6 +166,7 @@ def front_page(params, run, summary, per_arch, walls, lattice, seed_tables, prep
            f"Test accuracy (%, replica {params.seed}; ± = 95% Wilson half-width, n = {n_test:,}):", "",
            md(pd.DataFrame(rows)), "", "**Conclusions.**"]
     out += conclusions(params, summary, lat, seed_tables, n_test, paper)
+    out += teacher_distance(summary, paper, paper_dataset_of(params.data.dataset, prepared["source"]))
     out += [""]
     if run.get("unlocked_reason"):
         out += [f"**Provenance caveat.** {run['unlocked_reason']}", ""]
@@ -205,6 +206,32 @@ def conclusions(params, summary, lat, seed_tables, n_test, paper) -> list[str]:
                  "listed below." if params.data.dataset in PAPER_DATA else "not comparable with the paper's "
                  "(other data, smaller models, few epochs; see the differences of setup below): compare shapes."))
     return lines
+
+
+def paper_dataset_of(dataset: str, source: str) -> str | None:
+    """Which published dataset our images are (a copy of), if any: the JPEG copy of CIFAR-10 counts as CIFAR-10."""
+    if dataset in PAPER_DATA:
+        return dataset
+    return "cifar10" if CIFAR10_JPEGS.name in source else None
+
+
+def teacher_distance(summary: pd.DataFrame, paper: dict, paper_dataset: str | None) -> list[str]:
+    """On (a copy of) the paper's dataset: each teacher beside the paper's (all-T of its prefix table)."""
+    if paper_dataset is None:
+        return []
+    bits = []
+    for r in summary.itertuples():
+        p = paper.get(r.arch)
+        if p is None:
+            continue
+        t = p["table"]
+        theirs = float(t[(t["table"] == "prefix") & (t["paper_order"] == "TTTT")][f"paper_{paper_dataset}"].iloc[0])
+        bits.append(f"{r.arch} {r.teacher:.2f} vs {theirs:.1f} ({r.teacher - theirs:+.2f})")
+    if not bits:
+        return []
+    return [f"- Teachers against the paper's on {paper_dataset} (all-T of its prefix table): " + "; ".join(bits)
+            + ". Ours are smaller and trained for a few epochs on 2 CPU cores; the paper's ViT is pretrained "
+            "on ImageNet (differences of setup below)."]
 
 
 def deviations_table(params, prepared: dict, per_arch: dict) -> pd.DataFrame:
@@ -256,7 +283,7 @@ def source_caveat(source: str) -> str:
 
 
 def seeds_section(params, seed_tables: dict) -> list[str]:
-    """Mean ± std over training replicas and which differences exceed two standard errors."""
+    """Mean ± std over training replicas and the paired differences, Holm-corrected (stats.WORDS)."""
     out = ["## Seeds", ""]
     if len(params.seeds) < 2:
         return out + [f"One training replica (seed {params.seeds[0]}): no spread is measured, so no difference "
