@@ -14,7 +14,7 @@ q() {  # name overrides...: VGG only, loadsim on nvme only (the sweep is about a
 d=arch.vgg.distill
 q lever-vgg-samples4 -S $d.loss.cross_samples=4      # twice the sampled mixed states per step
 q lever-vgg-wcross16 -S $d.loss.w_cross=16.0         # the cross term weighted twice the default's 8
-q lever-vgg-convlr10 -S $d.converter_lr_scale=10.0   # converters learn 10x the student's LR (default 3x)
+q lever-vgg-fullwidth -S 'arch.vgg.student.widths=[16,32,64,128,128]'  # the teacher's widths: identity converters
 q lever-vgg-random6 -S $d.init_student=random -S $d.optim.epochs=6   # a student decodable from the start
 dvc queue start -j 1
 while dvc queue status 2>&1 | grep -E "Queued|Running" >/dev/null; do sleep 30; done  # grep without -q: no SIGPIPE
@@ -24,5 +24,5 @@ Q="Which lever, other than the converter's kind, makes every VGG loading state u
 teacher and scratch student (replica 0), linear converters with the least-squares start; every other param as in
 the profile."
 python scripts/collect_sweep.py lever-sweep-vgg --arch vgg --title "Lever sweep: VGG" --question "$Q" \
-  default=conv-vgg-lstsq samples4=lever-vgg-samples4 wcross16=lever-vgg-wcross16 convlr10=lever-vgg-convlr10 \
+  default=conv-vgg-lstsq samples4=lever-vgg-samples4 wcross16=lever-vgg-wcross16 fullwidth=lever-vgg-fullwidth \
   random6=lever-vgg-random6
