@@ -8,7 +8,7 @@ from . import seeds, tables
 from .recipe import recipe_rows
 from .deviations import PAPER_DATA
 from .. import paths
-from . import deviations, stats
+from . import deviations, stats, targets
 
 
 def md(df: pd.DataFrame, floatfmt: str = ".2f") -> str:
@@ -68,9 +68,11 @@ def paper_section(params, per_arch: dict, paper: dict) -> list[str]:
 
 
 def build(params, run: dict, summary: pd.DataFrame, per_arch: dict, walls: pd.DataFrame, paper: dict,
-          loadsim: dict, lattice: pd.DataFrame | None, seed_tables: dict, prepared: dict, n_test: int) -> str:
+          loadsim: dict, lattice: pd.DataFrame | None, seed_tables: dict, prepared: dict, n_test: int,
+          target_table: pd.DataFrame) -> str:
     env = run["env"]
-    out = front_page(params, run, summary, per_arch, walls, lattice, seed_tables, prepared, n_test, paper)
+    out = front_page(params, run, summary, per_arch, walls, lattice, seed_tables, prepared, n_test, paper,
+                     target_table)
     out += ["## Words used in this report", "",
             *(f"- **{w}**: {d}." for w, d in stats.WORDS.items()),
             "- **within the intervals**: a difference of two single accuracies no larger than their two 95% Wilson "
@@ -102,6 +104,7 @@ def build(params, run: dict, summary: pd.DataFrame, per_arch: dict, walls: pd.Da
             out += label_section(arch, parts)
     if lattice is not None and len(lattice):
         out += lattice_section(lattice)
+    out += targets_section(params, target_table, per_arch)
     if any("pareto" in parts for parts in per_arch.values()):
         out += budget_section(per_arch)
     if loadsim:
@@ -138,7 +141,8 @@ def fmt_wilson(acc: float, n: int) -> str:
     return f"{acc:.2f} ± {stats.wilson_half_pct(acc, n):.2f}"
 
 
-def front_page(params, run, summary, per_arch, walls, lattice, seed_tables, prepared, n_test, paper) -> list[str]:
+def front_page(params, run, summary, per_arch, walls, lattice, seed_tables, prepared, n_test, paper,
+               target_table) -> list[str]:
     """At most 25 lines: what ran, the headline table with intervals, the conclusions (against the paper too)."""
     first = tables.read_json(paths.metrics(params.profile, params.archs[0], "teacher", params.seed))
     where = first.get("gpu") or first.get("cpu_model", "?")
@@ -167,6 +171,7 @@ def front_page(params, run, summary, per_arch, walls, lattice, seed_tables, prep
            md(pd.DataFrame(rows)), "", "**Conclusions.**"]
     out += conclusions(params, summary, lat, seed_tables, n_test, paper)
     out += teacher_distance(summary, paper, paper_dataset_of(params.data.dataset, prepared["source"]))
+    out += targets_bullet(target_table)
     out += [""]
     if run.get("unlocked_reason"):
         out += [f"**Provenance caveat.** {run['unlocked_reason']}", ""]
@@ -340,6 +345,42 @@ def lattice_section(lattice: pd.DataFrame) -> list[str]:
         lines.append(f"- **{r.arch}**: worst state {r.worst_state} at {r.worst:.2f} ({r.worst_vs_all_S:+.2f} vs all-S "
                      f"{r.all_S:.2f}); {r.below_all_S_minus_1} of {r.states} states below all-S - "
                      f"{tables.BELOW_ALL_S:g}{mean}.")
+    return lines + [""]
+
+
+def headline_rows(target_table: pd.DataFrame) -> pd.DataFrame:
+    """Per arch the row the targets are judged on: the mean over replicas, or the one replica."""
+    multi = target_table["replica"] == "mean"
+    return target_table[multi | ~target_table["arch"].isin(target_table.loc[multi, "arch"])]
+
+
+def targets_bullet(target_table: pd.DataFrame) -> list[str]:
+    """One front-page line: which archs have every loading state usable, and what the others miss by."""
+    bits = []
+    for r in headline_rows(target_table).to_dict("records"):
+        missed = targets.misses(r)
+        where = "mean over replicas" if r["replica"] == "mean" else f"replica {r['replica']}"
+        bits.append(f"{r['arch']} " + ("meets all four" if not missed else "misses " + ", ".join(
+            f"{targets.TARGETS[k][1]} ({r[k]:+.2f})" for k in missed)) + f" ({where})")
+    return ["- Every loading state usable (targets under \"Targets\" below): " + "; ".join(bits) + "."]
+
+
+def targets_section(params, target_table: pd.DataFrame, per_arch: dict) -> list[str]:
+    """The four targets per arch and replica (and their mean, which they are set on), the states that miss."""
+    lines = ["## Targets: every loading state usable", "",
+             "The targets this project set for training every loading state (`pwl/report/targets.py`): "
+             + ", ".join(text for _, text in targets.TARGETS.values()) + ". With several replicas a target "
+             "applies to their mean. Gaps in points of test accuracy ([`tables/targets.csv`](tables/targets.csv)).",
+             "", md(target_table), ""]
+    for arch, parts in per_arch.items():
+        acc = parts["states"].set_index("state")["test_acc"]
+        low = targets.states_below(acc)
+        if low:
+            lines.append(f"- **{arch}**, replica {params.seed}: {len(low)} of {len(acc)} states more than "
+                         f"{targets.MARGIN:g} points below all-S: " + ", ".join(f"{s} {g:+.2f}" for s, g in low) + ".")
+    if target_table["misses"].ne("-").any():
+        lines += ["", "What was tried against the misses, with its sweep tables: docs/lattice.md in the repository "
+                  "(\"Converters that can decode\") and the sweep folders indexed in [`reports/README.md`](../README.md)."]
     return lines + [""]
 
 
