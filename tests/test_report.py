@@ -165,9 +165,9 @@ def test_targets_per_replica_their_mean_and_the_states_that_miss():
     assert r0["worst_state"] == "ST" and r0["worst_vs_all_S"] == pytest.approx(-3.0)
     assert r0["nonprefix_vs_all_S"] == pytest.approx(-3.0) and r0["all_S_vs_scratch"] == pytest.approx(-0.5)
     assert r0["misses"] == "worst_vs_all_S, nonprefix_vs_all_S"
-    assert r1["min_prefix_step"] == pytest.approx(-0.8) and r1["worst_state"] == "TS"
+    assert r1["min_prefix_step"] == pytest.approx(-0.8) and r1["worst_state"] == "ST"
     assert r1["misses"] == "nonprefix_vs_all_S, all_S_vs_scratch, min_prefix_step"
-    assert mean["worst_state"] == "various" and mean["worst_vs_all_S"] == pytest.approx(-2.0)
+    assert mean["worst_state"] == "ST" and mean["worst_vs_all_S"] == pytest.approx(-2.0)
     assert mean["all_S_vs_scratch"] == pytest.approx(-1.25)
     assert "worst_vs_all_S" not in mean["misses"]  # -2.0 is on the floor, not below it
     assert targets.states_below(acc_of(-3.0, 1.0)) == [("ST", -3.0)]
