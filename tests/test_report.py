@@ -176,3 +176,13 @@ def test_targets_per_replica_their_mean_and_the_states_that_miss():
     assert list(one["replica"]) == ["0"] and one["misses"].iloc[0] == "-"
     line = markdown.targets_bullet(pd.concat([t, one], ignore_index=True))[0]
     assert "vgg misses" in line and "(mean over replicas)" in line and "vit meets all four (replica 0)" in line
+
+
+@pytest.mark.parametrize("readme", sorted(p for p in (REPO / "reports").glob("*/README.md")
+                                          if (p.parent / "run.json").exists()), ids=lambda p: p.parent.name)
+def test_every_committed_report_opens_with_a_short_front_page(readme):
+    """What a reader sees first: at most 25 lines before the first section, at most 300 in all."""
+    lines = readme.read_text().splitlines()
+    first_section = next(i for i, line in enumerate(lines) if line.startswith("## "))
+    assert first_section <= 25, f"{readme}: front page of {first_section} lines"
+    assert len(lines) <= 300, f"{readme}: {len(lines)} lines"

@@ -70,6 +70,7 @@ def write(params, run: dict, out_dir: Path) -> pd.DataFrame:
             table.to_csv(tab_dir / f"loadsim_{arch}.csv", index=False)
             drawn[f"{arch}_loadsim"] = figures.loadsim_curves(arch, dev_curves, row, fig_dir / f"{arch}_loadsim.png")
             loadsim[arch] = table
+        markdown.first_answer_table(loadsim).to_csv(tab_dir / "first_answer.csv", index=False, float_format="%.2f")
     atomic_write(tab_dir / "figure_data.json", (json.dumps(drawn, indent=1, sort_keys=True, default=float) + "\n").encode())
     ours = {r["arch"]: r for r in lattice_rows if r["source"] == "ours"}
     record = {"profile": params.profile, "name": params.name, "dataset": prepared["dataset"],
