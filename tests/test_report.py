@@ -137,3 +137,52 @@ def test_strategy_gains_against_the_prefix_order():
                           "mean acc over horizon": [80.0, 81.5, 70.0, 88.0, 88.0, 87.25]})
     text = markdown.strategy_gains(table)[0]
     assert "`pwl_value` lte +1.50, nvme +0.00" in text and "`pwl_parallel` lte -10.00, nvme -0.75" in text
+
+
+def test_teachers_are_set_beside_the_papers_on_its_dataset_or_a_copy_of_it():
+    summary = pd.DataFrame({"arch": ["vgg", "resnet", "mobilenet"], "teacher": [79.13, 77.79, 70.0]})
+    paper = {"vgg": {"table": tables.paper_comparison(REFERENCE, "vgg", "imagefolder", fake_states(5))},
+             "resnet": {"table": tables.paper_comparison(REFERENCE, "resnet", "imagefolder", fake_states(4))},
+             "mobilenet": None}
+    jpegs = markdown.paper_dataset_of("imagefolder", "imagefolder:data/raw/CIFAR-10-images")
+    assert jpegs == "cifar10" and markdown.paper_dataset_of("cifar100", "torchvision") == "cifar100"
+    (line,) = markdown.teacher_distance(summary, paper, jpegs)
+    assert "vgg 79.13 vs 93.8 (-14.67)" in line and "resnet 77.79 vs 94.8 (-17.01)" in line
+    assert "mobilenet" not in line  # the paper has no such family
+    assert markdown.paper_dataset_of("fashion-mnist", "/usr/share/datasets/fashion-mnist") is None
+    assert markdown.teacher_distance(summary, paper, None) == []
+
+
+def test_targets_per_replica_their_mean_and_the_states_that_miss():
+    from pwl.report import targets
+
+    def acc_of(worst_gap, step):  # N=2: SS, ST, TS, TT; ST is the one non-prefix mixed state
+        return pd.Series({"SS": 80.0, "ST": 80.0 + worst_gap, "TS": 80.0 + step, "TT": 85.0})
+
+    t = targets.table("vgg", {0: acc_of(-3.0, 1.0), 1: acc_of(-1.0, -0.8)}, {0: 80.5, 1: 82.0})
+    assert list(t["replica"]) == ["0", "1", "mean"]
+    r0, r1, mean = t.to_dict("records")
+    assert r0["worst_state"] == "ST" and r0["worst_vs_all_S"] == pytest.approx(-3.0)
+    assert r0["nonprefix_vs_all_S"] == pytest.approx(-3.0) and r0["all_S_vs_scratch"] == pytest.approx(-0.5)
+    assert r0["misses"] == "worst_vs_all_S, nonprefix_vs_all_S"
+    assert r1["min_prefix_step"] == pytest.approx(-0.8) and r1["worst_state"] == "ST"
+    assert r1["misses"] == "nonprefix_vs_all_S, all_S_vs_scratch, min_prefix_step"
+    assert mean["worst_state"] == "ST" and mean["worst_vs_all_S"] == pytest.approx(-2.0)
+    assert mean["all_S_vs_scratch"] == pytest.approx(-1.25)
+    assert "worst_vs_all_S" not in mean["misses"]  # -2.0 is on the floor, not below it
+    assert targets.states_below(acc_of(-3.0, 1.0)) == [("ST", -3.0)]
+    assert targets.states_below(acc_of(-2.0, 1.0)) == []
+    one = targets.table("vit", {0: acc_of(0.0, 1.0)}, {0: 79.0})
+    assert list(one["replica"]) == ["0"] and one["misses"].iloc[0] == "-"
+    line = markdown.targets_bullet(pd.concat([t, one], ignore_index=True))[0]
+    assert "vgg misses" in line and "(mean over replicas)" in line and "vit meets all four (replica 0)" in line
+
+
+@pytest.mark.parametrize("readme", sorted(p for p in (REPO / "reports").glob("*/README.md")
+                                          if (p.parent / "run.json").exists()), ids=lambda p: p.parent.name)
+def test_every_committed_report_opens_with_a_short_front_page(readme):
+    """What a reader sees first: at most 25 lines before the first section, at most 300 in all."""
+    lines = readme.read_text().splitlines()
+    first_section = next(i for i, line in enumerate(lines) if line.startswith("## "))
+    assert first_section <= 25, f"{readme}: front page of {first_section} lines"
+    assert len(lines) <= 300, f"{readme}: {len(lines)} lines"

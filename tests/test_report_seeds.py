@@ -26,7 +26,7 @@ def test_aggregate_gives_mean_sample_std_and_count():
     assert one["std"].isna().all() and list(seeds.mean_pm_std(one))[0] == "90.00"
 
 
-def test_paired_differences_flag_only_what_exceeds_two_standard_errors():
+def test_paired_differences_are_significant_only_under_holm():
     diffs = seeds.compare(per_seed_table()).set_index("difference")
     real = diffs.loc["PWL all-S - scratch"]  # per seed: +1.0, +1.2, +0.8
     assert real["mean"] == pytest.approx(1.0) and real["std"] == pytest.approx(0.2)

@@ -10,7 +10,7 @@ import pandas as pd
 
 from .. import paths
 from ..atomic import atomic_write, replace_dir, staging_dir
-from . import figures, markdown, seeds, tables
+from . import figures, markdown, seeds, tables, targets
 
 
 def write(params, run: dict, out_dir: Path) -> pd.DataFrame:
@@ -29,6 +29,8 @@ def write(params, run: dict, out_dir: Path) -> pd.DataFrame:
     n_test = int(prepared["test"])  # test images: the n of every single accuracy's Wilson interval
     summary.to_csv(tab_dir / "summary.csv", index=False, float_format="%.3f")
     seed_tables = replicas(params, by_seed, tab_dir)
+    target_table = usable_states(params, by_seed)
+    target_table.to_csv(tab_dir / "targets.csv", index=False, float_format="%.3f")
     per_arch, paper, curves, lattice_rows, drawn = {}, {}, {}, [], {}
     for arch, row in zip(params.archs, summary.itertuples()):
         states, ev = tables.states(profile, arch, seed), tables.read_json(paths.metrics(profile, arch, "eval", seed))
@@ -68,6 +70,7 @@ def write(params, run: dict, out_dir: Path) -> pd.DataFrame:
             table.to_csv(tab_dir / f"loadsim_{arch}.csv", index=False)
             drawn[f"{arch}_loadsim"] = figures.loadsim_curves(arch, dev_curves, row, fig_dir / f"{arch}_loadsim.png")
             loadsim[arch] = table
+        markdown.first_answer_table(loadsim).to_csv(tab_dir / "first_answer.csv", index=False, float_format="%.2f")
     atomic_write(tab_dir / "figure_data.json", (json.dumps(drawn, indent=1, sort_keys=True, default=float) + "\n").encode())
     ours = {r["arch"]: r for r in lattice_rows if r["source"] == "ours"}
     record = {"profile": params.profile, "name": params.name, "dataset": prepared["dataset"],
@@ -77,7 +80,7 @@ def write(params, run: dict, out_dir: Path) -> pd.DataFrame:
     walls = tables.wall_times(profile, params.archs, params.seeds, params.loadsim.simulate if params.loadsim else ())
     walls.to_csv(tab_dir / "wall_times.csv", index=False, float_format="%.1f")
     text = markdown.build(params, run, summary, per_arch, walls, paper, loadsim, lattice, seed_tables, prepared,
-                          n_test)
+                          n_test, target_table)
     for sub in ("figures", "tables"):
         replace_dir(work / sub, out_dir / sub)
     shutil.rmtree(work)
@@ -98,6 +101,16 @@ def replicas(params, by_seed: dict, tab_dir) -> dict:
         diffs.to_csv(tab_dir / f"seed_differences_{arch}.csv", index=False, float_format="%.4f")
         out[arch] = (cells, diffs)
     return out
+
+
+def usable_states(params, by_seed: dict) -> pd.DataFrame:
+    """The targets for every loading state usable (pwl.report.targets), per arch and replica, with their mean."""
+    parts = []
+    for i, arch in enumerate(params.archs):
+        accs = {s: tables.states(params.profile, arch, s).set_index("state")["test_acc"] for s in params.seeds}
+        scratch = {s: float(by_seed[s].iloc[i]["scratch_student"]) for s in params.seeds}
+        parts.append(targets.table(arch, accs, scratch))
+    return pd.concat(parts, ignore_index=True)
 
 
 def plot_file(tab_dir, plot: str, arch: str):

@@ -4,11 +4,12 @@ import pandas as pd
 from ..config import PUBLISHED_LOSS
 from ..schema.objective import CROSS_MODES
 from ..sources import CIFAR10_JPEGS
+from ..states import STUDENT, TEACHER
 from . import seeds, tables
 from .recipe import recipe_rows
 from .deviations import PAPER_DATA
 from .. import paths
-from . import deviations, stats
+from . import deviations, stats, targets
 
 
 def md(df: pd.DataFrame, floatfmt: str = ".2f") -> str:
@@ -68,9 +69,11 @@ def paper_section(params, per_arch: dict, paper: dict) -> list[str]:
 
 
 def build(params, run: dict, summary: pd.DataFrame, per_arch: dict, walls: pd.DataFrame, paper: dict,
-          loadsim: dict, lattice: pd.DataFrame | None, seed_tables: dict, prepared: dict, n_test: int) -> str:
+          loadsim: dict, lattice: pd.DataFrame | None, seed_tables: dict, prepared: dict, n_test: int,
+          target_table: pd.DataFrame) -> str:
     env = run["env"]
-    out = front_page(params, run, summary, per_arch, walls, lattice, seed_tables, prepared, n_test, paper)
+    out = front_page(params, run, summary, per_arch, walls, lattice, seed_tables, prepared, n_test, paper,
+                     target_table)
     out += ["## Words used in this report", "",
             *(f"- **{w}**: {d}." for w, d in stats.WORDS.items()),
             "- **within the intervals**: a difference of two single accuracies no larger than their two 95% Wilson "
@@ -101,7 +104,7 @@ def build(params, run: dict, summary: pd.DataFrame, per_arch: dict, walls: pd.Da
         if "labels" in parts:
             out += label_section(arch, parts)
     if lattice is not None and len(lattice):
-        out += lattice_section(lattice)
+        out += lattice_section(lattice) + targets_section(params, target_table, per_arch)
     if any("pareto" in parts for parts in per_arch.values()):
         out += budget_section(per_arch)
     if loadsim:
@@ -138,7 +141,8 @@ def fmt_wilson(acc: float, n: int) -> str:
     return f"{acc:.2f} ± {stats.wilson_half_pct(acc, n):.2f}"
 
 
-def front_page(params, run, summary, per_arch, walls, lattice, seed_tables, prepared, n_test, paper) -> list[str]:
+def front_page(params, run, summary, per_arch, walls, lattice, seed_tables, prepared, n_test, paper,
+               target_table) -> list[str]:
     """At most 25 lines: what ran, the headline table with intervals, the conclusions (against the paper too)."""
     first = tables.read_json(paths.metrics(params.profile, params.archs[0], "teacher", params.seed))
     where = first.get("gpu") or first.get("cpu_model", "?")
@@ -166,6 +170,8 @@ def front_page(params, run, summary, per_arch, walls, lattice, seed_tables, prep
            f"Test accuracy (%, replica {params.seed}; ± = 95% Wilson half-width, n = {n_test:,}):", "",
            md(pd.DataFrame(rows)), "", "**Conclusions.**"]
     out += conclusions(params, summary, lat, seed_tables, n_test, paper)
+    out += teacher_distance(summary, paper, paper_dataset_of(params.data.dataset, prepared["source"]))
+    out += targets_bullet(target_table)
     out += [""]
     if run.get("unlocked_reason"):
         out += [f"**Provenance caveat.** {run['unlocked_reason']}", ""]
@@ -205,6 +211,32 @@ def conclusions(params, summary, lat, seed_tables, n_test, paper) -> list[str]:
                  "listed below." if params.data.dataset in PAPER_DATA else "not comparable with the paper's "
                  "(other data, smaller models, few epochs; see the differences of setup below): compare shapes."))
     return lines
+
+
+def paper_dataset_of(dataset: str, source: str) -> str | None:
+    """Which published dataset our images are (a copy of), if any: the JPEG copy of CIFAR-10 counts as CIFAR-10."""
+    if dataset in PAPER_DATA:
+        return dataset
+    return "cifar10" if CIFAR10_JPEGS.name in source else None
+
+
+def teacher_distance(summary: pd.DataFrame, paper: dict, paper_dataset: str | None) -> list[str]:
+    """On (a copy of) the paper's dataset: each teacher beside the paper's (all-T of its prefix table)."""
+    if paper_dataset is None:
+        return []
+    bits = []
+    for r in summary.itertuples():
+        p = paper.get(r.arch)
+        if p is None:
+            continue
+        t = p["table"]
+        theirs = float(t[(t["table"] == "prefix") & (t["paper_order"] == "TTTT")][f"paper_{paper_dataset}"].iloc[0])
+        bits.append(f"{r.arch} {r.teacher:.2f} vs {theirs:.1f} ({r.teacher - theirs:+.2f})")
+    if not bits:
+        return []
+    return [f"- Teachers against the paper's on {paper_dataset} (all-T of its prefix table): " + "; ".join(bits)
+            + ". Ours are smaller and trained for a few epochs on 2 CPU cores; the paper's ViT is pretrained "
+            "on ImageNet (differences of setup below)."]
 
 
 def deviations_table(params, prepared: dict, per_arch: dict) -> pd.DataFrame:
@@ -256,7 +288,7 @@ def source_caveat(source: str) -> str:
 
 
 def seeds_section(params, seed_tables: dict) -> list[str]:
-    """Mean ± std over training replicas and which differences exceed two standard errors."""
+    """Mean ± std over training replicas and the paired differences, Holm-corrected (stats.WORDS)."""
     out = ["## Seeds", ""]
     if len(params.seeds) < 2:
         return out + [f"One training replica (seed {params.seeds[0]}): no spread is measured, so no difference "
@@ -266,10 +298,20 @@ def seeds_section(params, seed_tables: dict) -> list[str]:
             f"from Student's t with n - 1 degrees of freedom (two-sided), `p_holm` Holm-corrected over the rows of "
             f"the table, `significant` = p_holm < {stats.ALPHA:g}. With {len(params.seeds)} seeds a test has little "
             "power: `False` means the difference cannot be told from seed noise, not that it is zero.", ""]
-    for arch, (cells, diffs) in seed_tables.items():
-        shown = pd.DataFrame({"cell": cells["cell"], "mean ± std": seeds.mean_pm_std(cells), "n": cells["n"]})
-        out += [f"**{arch}**", "", md(shown), "", md(diffs, ".2f"), ""]
+    cells = pd.concat({arch: seed_cells(c).set_index("cell")["mean ± std"] for arch, (c, _) in seed_tables.items()},
+                      axis=1).fillna("—").reset_index()
+    diffs = pd.concat([d.assign(arch=arch) for arch, (_, d) in seed_tables.items()], ignore_index=True)
+    out += [f"Cells, mean ± std over the {len(params.seeds)} seeds ([`tables/seeds_<arch>.csv`](tables/)):", "",
+            md(cells), "", "Paired differences, Holm-corrected per arch ([`tables/seed_differences_<arch>.csv`]"
+            "(tables/)):", "", md(diffs[["arch", *diffs.columns.drop("arch")]], ".2f"), ""]
     return out
+
+
+def seed_cells(cells: pd.DataFrame) -> pd.DataFrame:
+    """One arch's cells with its prefix states named by their teacher blocks, so that archs of different N share
+    rows: `prefix k T` = the prefix state with k teacher blocks (0: all-S)."""
+    name = {c: f"prefix {c.count(TEACHER)} T" for c in cells["cell"] if set(c) <= {STUDENT, TEACHER}}
+    return pd.DataFrame({"cell": cells["cell"].map(lambda c: name.get(c, c)), "mean ± std": seeds.mean_pm_std(cells)})
 
 
 def recipe_section(params) -> list[str]:
@@ -298,7 +340,6 @@ def label_section(arch: str, parts: dict) -> list[str]:
 
 def lattice_section(lattice: pd.DataFrame) -> list[str]:
     """Worst state, states below all-S - 1, non-prefix mean: ours beside the paper's, per arch."""
-    ours = lattice[lattice["source"] == "ours"]
     lines = ["## Every loading state: worst case and non-prefix states", "",
              f"Whether *any* subset of teacher blocks gives a good model (what out-of-order loading, failed shards and "
              f"memory budgets need): per arch the worst of all states, how many states fall more than "
@@ -306,13 +347,42 @@ def lattice_section(lattice: pd.DataFrame) -> list[str]:
              "(suffix, contiguous, other). The paper's rows use its published states only (11 per family: the "
              "prefix, suffix and contiguous tables).", "",
              md(lattice), ""]
-    for r in ours.itertuples():
-        mean = ("" if r.nonprefix_mixed_mean is None or pd.isna(r.nonprefix_mixed_mean) else
-                f"; non-prefix mixed states average {r.nonprefix_mixed_mean:.2f} "
-                f"({r.nonprefix_vs_all_S:+.2f} vs all-S)")
-        lines.append(f"- **{r.arch}**: worst state {r.worst_state} at {r.worst:.2f} ({r.worst_vs_all_S:+.2f} vs all-S "
-                     f"{r.all_S:.2f}); {r.below_all_S_minus_1} of {r.states} states below all-S - "
-                     f"{tables.BELOW_ALL_S:g}{mean}.")
+    return lines
+
+
+def headline_rows(target_table: pd.DataFrame) -> pd.DataFrame:
+    """Per arch the row the targets are judged on: the mean over replicas, or the one replica."""
+    multi = target_table["replica"] == "mean"
+    return target_table[multi | ~target_table["arch"].isin(target_table.loc[multi, "arch"])]
+
+
+def targets_bullet(target_table: pd.DataFrame) -> list[str]:
+    """One front-page line: which archs have every loading state usable, and what the others miss by."""
+    bits = []
+    for r in headline_rows(target_table).to_dict("records"):
+        missed = targets.misses(r)
+        where = "mean over replicas" if r["replica"] == "mean" else f"replica {r['replica']}"
+        bits.append(f"{r['arch']} " + ("meets all four" if not missed else "misses " + ", ".join(
+            f"{targets.TARGETS[k][1]} ({r[k]:+.2f})" for k in missed)) + f" ({where})")
+    return ["- Every loading state usable (targets under \"Targets\" below): " + "; ".join(bits) + "."]
+
+
+def targets_section(params, target_table: pd.DataFrame, per_arch: dict) -> list[str]:
+    """The four targets per arch and replica (and their mean, which they are set on), the states that miss."""
+    lines = ["### Targets", "",
+             "The targets this project set for training every loading state (`pwl/report/targets.py`): "
+             + ", ".join(text for _, text in targets.TARGETS.values()) + ". With several replicas a target "
+             "applies to their mean. Gaps in points of test accuracy ([`tables/targets.csv`](tables/targets.csv)).",
+             "", md(target_table), ""]
+    for arch, parts in per_arch.items():
+        acc = parts["states"].set_index("state")["test_acc"]
+        low = targets.states_below(acc)
+        if low:
+            lines.append(f"- **{arch}**, replica {params.seed}: {len(low)} of {len(acc)} states more than "
+                         f"{targets.MARGIN:g} points below all-S: " + ", ".join(f"{s} {g:+.2f}" for s, g in low) + ".")
+    if target_table["misses"].ne("-").any():
+        lines += ["", "What was tried against the misses, with its sweep tables: docs/lattice.md in the repository "
+                  "(\"Converters that can decode\") and the sweep folders indexed in [`reports/README.md`](../README.md)."]
     return lines + [""]
 
 
@@ -376,7 +446,7 @@ def loadsim_section(params, loadsim: dict) -> list[str]:
         out += strategy_gains(table)
         rows.append(table.assign(arch=arch))
     allrows = pd.concat(rows, ignore_index=True)
-    out += first_answer_breakdown(allrows)
+    out += first_answer_breakdown(loadsim)
     out += loadsim_checks(allrows)
     out.append("")
     return out
@@ -387,23 +457,37 @@ MODEL_MIN_MS = 20.0  # below this the software floor and scheduling dominate: re
 STALL_RATIO = 1.25  # max / median of a timed cell above this is a stall
 
 
-def first_answer_breakdown(table: pd.DataFrame) -> list[str]:
-    """Where the time to PWL's first answer goes, per device (medians, ms; teacher-only: the CSV)."""
-    steps = ["read_s", "skeleton_s", "verify_s", "deserialize_s", "build_s", "forward_s", "other_s"]
-    part = table[table["strategy"] == "pwl_prefix"]
-    rows = [{"arch": r.get("arch", ""), "device": r["device"], **{k[:-2]: r.get(f"_{k}") for k in steps},
-             "TTFA": r["_ttfa_ms"], "limit": r["limit ms"], "over limit": r["_ttfa_ms"] - r["limit ms"],
-             "unthrottled TTFA": r["_floor_ms"], "cold launch": r.get("_cold_first_answer_ms"),
-             "of it imports": r.get("_cold_imports_ms")}
-            for _, r in part.iterrows()]
-    return ["Where the first answer's time goes (ms, medians; `read` = the first request: latency, header and "
-            "weights at the bandwidth; `skeleton` = the model built from the header's configs on the meta device, "
-            "*inside* `read` (built while the weights arrive); `verify` = sha256; `deserialize` = tensors from the "
-            "bytes; `build` = the tensors put into the skeleton; `forward` = from the swap to the answer; `other` = the rest: events, "
-            "publishing; `unthrottled TTFA` = the same with free reading, the software floor; `cold launch` = "
-            "from starting a fresh `python` to PWL's first answer, one run, of which `of it imports` = importing "
-            "torch and the runtime: what the interpreter costs next to what PWL saves):", "",
-            md(pd.DataFrame(rows).fillna(""), floatfmt=".2f"), ""]
+FIRST_ANSWER_STEPS = ("read_s", "skeleton_s", "verify_s", "deserialize_s", "build_s", "forward_s", "other_s")
+
+
+def first_answer_table(loadsim: dict) -> pd.DataFrame:
+    """Where the time to PWL's first answer goes, per arch and device (medians, ms): tables/first_answer.csv."""
+    rows = []
+    for arch, table in loadsim.items():
+        for _, r in table[table["strategy"] == "pwl_prefix"].iterrows():
+            rows.append({"arch": arch, "device": r["device"], **{k[:-2]: r.get(f"_{k}") for k in FIRST_ANSWER_STEPS},
+                         "TTFA": r["_ttfa_ms"], "limit": r["limit ms"], "over limit": r["_ttfa_ms"] - r["limit ms"],
+                         "unthrottled TTFA": r["_floor_ms"], "cold launch": r.get("_cold_first_answer_ms"),
+                         "of it imports": r.get("_cold_imports_ms")})
+    return pd.DataFrame(rows)
+
+
+def first_answer_breakdown(loadsim: dict) -> list[str]:
+    """The columns of tables/first_answer.csv, and the ranges a reader needs from it."""
+    t = first_answer_table(loadsim)
+    cold = t["cold launch"].dropna()
+    launch = "" if cold.empty else (
+        f" A cold launch (a fresh `python` to PWL's first answer, one run) takes {cold.min() / 1e3:.1f}-"
+        f"{cold.max() / 1e3:.1f} s, of which importing torch and the runtime {t['of it imports'].min() / 1e3:.1f}-"
+        f"{t['of it imports'].max() / 1e3:.1f} s: what the interpreter costs next to what PWL saves.")
+    return ["**Where the first answer's time goes** ([`tables/first_answer.csv`](tables/first_answer.csv): per arch "
+            "and device, medians in ms; `read` = the first request: latency, header and weights at the bandwidth; "
+            "`skeleton` = the model built from the header's configs on the meta device, *inside* `read`; "
+            "`verify` = sha256; `deserialize` = tensors from the bytes; `build` = the tensors put into the "
+            "skeleton; `forward` = from the swap to the answer; `other` = events, publishing; `unthrottled TTFA` = "
+            "the same with free reading, the software floor). PWL's first answer comes "
+            f"{t['over limit'].min():.2f}-{t['over limit'].max():.2f} ms after its physical limit on every device "
+            f"(unthrottled TTFA {t['unthrottled TTFA'].min():.2f}-{t['unthrottled TTFA'].max():.2f} ms)." + launch, ""]
 
 
 def transport_comparison(allrows: pd.DataFrame) -> list[str]:

@@ -42,7 +42,7 @@ ITEMS = (
     Item("frozen teacher's BatchNorm while distilling (`teacher_bn`)", "train",
          "HF Trainer: `model.train()` on the whole distiller, teacher included", lambda p, a: a.distill.teacher_bn,
          "a frozen teacher should give an image the same target whatever batch it comes in, and its statistics "
-         "should not drift (METHOD.md); all-T here is the trained teacher either way (pwl/teacher_bn.py)"),
+         "should not drift (docs/method.md); all-T here is the trained teacher either way (pwl/teacher_bn.py)"),
     Item("distillation optimiser", "sgd", "`train_student.py` hard-codes SGD for every family",
          lambda p, a: a.distill.optim.optimizer,
          "AdamW for the ViT, as transformers are usually trained and as its teacher is fine-tuned"),
