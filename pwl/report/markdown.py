@@ -54,17 +54,21 @@ def paper_section(params, per_arch: dict, paper: dict) -> list[str]:
     if odd:
         out += ["The published tables disagree with themselves on states that appear in several of them: "
                 + "; ".join(odd) + ". We copy the CSV as published.", ""]
-    for arch, p in paper.items():
-        if p is None:
-            out += [f"**{arch}**: the paper publishes no numbers for the `{per_arch[arch]['family']}` family "
-                    "(no such column in `reference/paper_loading_orders.csv`); not compared.", ""]
-            continue
-        out += [f"**{arch}** (ours: all-S -> all-T gain {p['our_gain']:+.2f} pt; paper's prefix table: "
-                + ", ".join(f"{k} {v:+.1f} pt" for k, v in p["paper_gain"].items()) + "); mean over each table's "
-                f"mixed states of the drop from that table's own all-S (every cell: [`tables/paper_{arch}.csv`]"
-                f"(tables/paper_{arch}.csv)):", "", md(paper_shape(p["table"])), ""]
-        if same:
-            out += [paper_deltas(p["table"]), ""]
+    missing = [arch for arch, p in paper.items() if p is None]
+    if missing:
+        out += ["Not compared (no such family in `reference/paper_loading_orders.csv`): " + ", ".join(
+            f"{arch} (`{per_arch[arch]['family']}`)" for arch in missing) + ".", ""]
+    shown = {arch: p for arch, p in paper.items() if p is not None}
+    if not shown:
+        return out
+    out += ["All-S -> all-T gain along the prefix order, ours against the paper's prefix table: " + "; ".join(
+            f"{arch} {p['our_gain']:+.2f} ({', '.join(f'{k} {v:+.1f}' for k, v in p['paper_gain'].items())})"
+            for arch, p in shown.items()) + " points. Per published table, the mean drop of its mixed states from "
+            "that table's own all-S (every cell: `tables/paper_<arch>.csv`):", "",
+            md(pd.concat([paper_shape(p["table"]).assign(arch=arch) for arch, p in shown.items()], ignore_index=True)
+               .pipe(lambda t: t[["arch", *t.columns.drop("arch")]])), ""]
+    if same:
+        out += [f"- **{arch}**: {paper_deltas(p['table'])}" for arch, p in shown.items()] + [""]
     return out
 
 
@@ -325,17 +329,24 @@ def recipe_section(params) -> list[str]:
 
 
 def label_section(arch: str, parts: dict) -> list[str]:
-    """Per label: our min / mean test accuracy beside the paper's for the same label."""
-    lab = parts["labels"]
-    text = (f"Test accuracy per label ({arch}): `states` = how many of our {int(lab['states'].sum())} states carry "
-            "the label; `*mean_vs_all_S` = the label's mean minus the all-S state, the drop that can be compared "
-            "across datasets where absolute values cannot")
-    if any(c.startswith("paper_") for c in lab.columns):
-        text += ("; `paper_<dataset>_*` = the same over the paper's published states of that label for the "
-                 f"`{parts['family']}` family (labelled on its own 4 positions; it publishes no `other` state)")
-    else:
-        text += f"; the paper publishes no numbers for the `{parts['family']}` family"
-    return [text + ":", "", md(lab), ""]
+    """Per label of mixed state: our mean drop from all-S beside the paper's for the same label, in one line (the
+    min, mean and counts per label: tables/labels_<arch>.csv)."""
+    lab = parts["labels"].set_index("label")
+    papers = [c[len("paper_"):-len("_mean_vs_all_S")] for c in lab.columns
+              if c.startswith("paper_") and c.endswith("_mean_vs_all_S")]
+
+    def theirs(label):
+        vals = [lab.loc[label, f"paper_{ds}_mean_vs_all_S"] for ds in papers]
+        return "not published" if all(pd.isna(v) for v in vals) else ", ".join(
+            f"{ds} {v:+.2f}" for ds, v in zip(papers, vals) if not pd.isna(v))
+
+    mixed = [label for label in lab.index if label not in ("student", "teacher")]
+    paper = (f"the paper's for the `{parts['family']}` family in brackets (its published states, labelled on its "
+             "own 4 positions)" if papers else f"the paper publishes no numbers for the `{parts['family']}` family")
+    return [f"Mean test accuracy per label of mixed state minus all-S ({paper}; min, mean and counts: "
+            f"[`tables/labels_{arch}.csv`](tables/labels_{arch}.csv)): "
+            + "; ".join(f"{label} ({int(lab.loc[label, 'states'])}) {lab.loc[label, 'mean_vs_all_S']:+.2f}"
+                        + (f" [{theirs(label)}]" if papers else "") for label in mixed) + ".", ""]
 
 
 def lattice_section(lattice: pd.DataFrame) -> list[str]:
@@ -440,12 +451,15 @@ def loadsim_section(params, loadsim: dict) -> list[str]:
            "is built, with this strategy's warmed median build times measured on unthrottled runs.", ""]
     rows = []
     for arch, table in loadsim.items():
-        out += [f"### {arch}", "", f"![{arch} load-time curves](figures/{arch}_loadsim.png)", "",
-                md(loadsim_compact(table)), "", f"Every strategy and column: [`tables/loadsim_{arch}.csv`]"
-                f"(tables/loadsim_{arch}.csv).", ""]
-        out += strategy_gains(table)
+        out += [f"![{arch} load-time curves](figures/{arch}_loadsim.png)", ""]
+        out += [f"**{arch}**: " + line for line in strategy_gains(table) if line]
+        out += [""]
         rows.append(table.assign(arch=arch))
     allrows = pd.concat(rows, ignore_index=True)
+    out += ["PWL prefix against teacher-only per arch and device (every strategy and column: "
+            "`tables/loadsim_<arch>.csv`):", "",
+            md(pd.concat([loadsim_compact(t).assign(arch=arch) for arch, t in loadsim.items()], ignore_index=True)
+               .pipe(lambda t: t[["arch", *t.columns.drop("arch")]])), ""]
     out += first_answer_breakdown(loadsim)
     out += loadsim_checks(allrows)
     out.append("")
