@@ -5,7 +5,7 @@ state's test accuracy in float32 and under the bf16 autocast that training uses,
     .venv/bin/python bench/eval_precision.py [--params params.yaml] [--archs vgg resnet vit] [--out reports/bench]
 
 Writes `<out>/eval_precision.csv` (one row per arch and state) and `<out>/eval_precision.md` (per arch: largest
-and mean |difference| in points, states whose difference exceeds the 95% Wilson half-width of a single accuracy,
+and mean absolute difference in points, states whose difference exceeds the 95% Wilson half-width of a single accuracy,
 whether the worst state and the prefix order's steps keep their sign, seconds per precision). Needs the trained
 weights of `dvc repro` (teacher and pwl of each arch) in the workspace.
 """
@@ -43,7 +43,7 @@ def compare(arch: str, fp32: dict, bf16: dict, n_test: int, n_blocks: int) -> di
     steps16 = [bf16[b] - bf16[a] for a, b in zip(prefix, prefix[1:])]
     worst32 = lattice_summary({s: a / 100 for s, a in fp32.items()})["worst_state"]
     worst16 = lattice_summary({s: a / 100 for s, a in bf16.items()})["worst_state"]
-    return {"arch": arch, "states": len(fp32), "max |diff| pt": diff.abs().max(), "mean |diff| pt": diff.abs().mean(),
+    return {"arch": arch, "states": len(fp32), "max abs diff pt": diff.abs().max(), "mean abs diff pt": diff.abs().mean(),
             "mean diff pt": diff.mean(), "beyond Wilson half-width": int((diff.abs() > half).sum()),
             "worst state fp32 / bf16": f"{worst32} / {worst16}",
             "prefix steps same sign": sum((a > 0) == (b > 0) for a, b in zip(steps32, steps16)),
