@@ -28,12 +28,13 @@ def write(params, run: dict, out_dir: Path) -> pd.DataFrame:
     prepared = tables.read_json(paths.prepare_metrics(profile))
     n_test = int(prepared["test"])  # test images: the n of every single accuracy's Wilson interval
     summary.to_csv(tab_dir / "summary.csv", index=False, float_format="%.3f")
-    seed_tables = replicas(params, by_seed, tab_dir)
-    target_table = usable_states(params, by_seed)
+    states_of = {(arch, s): tables.states(profile, arch, s) for arch in params.archs for s in params.seeds}
+    seed_tables = replicas(params, by_seed, states_of, tab_dir)
+    target_table = usable_states(params, by_seed, states_of)
     target_table.to_csv(tab_dir / "targets.csv", index=False, float_format="%.3f")
     per_arch, paper, curves, lattice_rows, drawn = {}, {}, {}, [], {}
     for arch, row in zip(params.archs, summary.itertuples()):
-        states, ev = tables.states(profile, arch, seed), tables.read_json(paths.metrics(profile, arch, "eval", seed))
+        states, ev = states_of[arch, seed], tables.read_json(paths.metrics(profile, arch, "eval", seed))
         orders = tables.orders(states)
         orders.to_csv(plot_file(tab_dir, "orders", arch), index=False, float_format="%.3f")
         spread = seed_tables[arch][0] if len(params.seeds) > 1 else None
@@ -70,7 +71,7 @@ def write(params, run: dict, out_dir: Path) -> pd.DataFrame:
             table.to_csv(tab_dir / f"loadsim_{arch}.csv", index=False)
             drawn[f"{arch}_loadsim"] = figures.loadsim_curves(arch, dev_curves, row, fig_dir / f"{arch}_loadsim.png")
             loadsim[arch] = table
-        markdown.first_answer_table(loadsim).to_csv(tab_dir / "first_answer.csv", index=False, float_format="%.2f")
+        tables.first_answer(loadsim).to_csv(tab_dir / "first_answer.csv", index=False, float_format="%.2f")
     atomic_write(tab_dir / "figure_data.json", (json.dumps(drawn, indent=1, sort_keys=True, default=float) + "\n").encode())
     ours = {r["arch"]: r for r in lattice_rows if r["source"] == "ours"}
     record = {"profile": params.profile, "name": params.name, "dataset": prepared["dataset"],
@@ -88,13 +89,13 @@ def write(params, run: dict, out_dir: Path) -> pd.DataFrame:
     return summary
 
 
-def replicas(params, by_seed: dict, tab_dir) -> dict:
+def replicas(params, by_seed: dict, states_of: dict, tab_dir) -> dict:
     """Per arch: (cells as mean/std/n over seeds, paired differences with significance); written as CSV.
-    `by_seed`: each replica's summary table (one row per arch)."""
+    `by_seed`: each replica's summary table (one row per arch); `states_of`: (arch, seed) -> its states table."""
     out = {}
     for i, arch in enumerate(params.archs):
         per_seed = pd.DataFrame({
-            s: seeds.replica_cells(by_seed[s].iloc[i].to_dict(), tables.states(params.profile, arch, s))
+            s: seeds.replica_cells(by_seed[s].iloc[i].to_dict(), states_of[arch, s])
             for s in params.seeds}).T
         cells, diffs = seeds.aggregate(per_seed), seeds.compare(per_seed)
         cells.to_csv(tab_dir / f"seeds_{arch}.csv", index=False, float_format="%.3f")
@@ -103,11 +104,11 @@ def replicas(params, by_seed: dict, tab_dir) -> dict:
     return out
 
 
-def usable_states(params, by_seed: dict) -> pd.DataFrame:
+def usable_states(params, by_seed: dict, states_of: dict) -> pd.DataFrame:
     """The targets for every loading state usable (pwl.report.targets), per arch and replica, with their mean."""
     parts = []
     for i, arch in enumerate(params.archs):
-        accs = {s: tables.states(params.profile, arch, s).set_index("state")["test_acc"] for s in params.seeds}
+        accs = {s: states_of[arch, s].set_index("state")["test_acc"] for s in params.seeds}
         scratch = {s: float(by_seed[s].iloc[i]["scratch_student"]) for s in params.seeds}
         parts.append(targets.table(arch, accs, scratch))
     return pd.concat(parts, ignore_index=True)

@@ -233,8 +233,7 @@ def teacher_distance(summary: pd.DataFrame, paper: dict, paper_dataset: str | No
         p = paper.get(r.arch)
         if p is None:
             continue
-        t = p["table"]
-        theirs = float(t[(t["table"] == "prefix") & (t["paper_order"] == "TTTT")][f"paper_{paper_dataset}"].iloc[0])
+        theirs = float(tables.paper_prefix(p["table"]).loc["TTTT", f"paper_{paper_dataset}"])
         bits.append(f"{r.arch} {r.teacher:.2f} vs {theirs:.1f} ({r.teacher - theirs:+.2f})")
     if not bits:
         return []
@@ -361,16 +360,11 @@ def lattice_section(lattice: pd.DataFrame) -> list[str]:
     return lines
 
 
-def headline_rows(target_table: pd.DataFrame) -> pd.DataFrame:
-    """Per arch the row the targets are judged on: the mean over replicas, or the one replica."""
-    multi = target_table["replica"] == "mean"
-    return target_table[multi | ~target_table["arch"].isin(target_table.loc[multi, "arch"])]
-
-
 def targets_bullet(target_table: pd.DataFrame) -> list[str]:
     """One front-page line: which archs have every loading state usable, and what the others miss by."""
     bits = []
-    for r in headline_rows(target_table).to_dict("records"):
+    # targets.table ends each arch with the row the targets are judged on: the mean, or the one replica
+    for r in target_table.groupby("arch", sort=False).tail(1).to_dict("records"):
         missed = targets.misses(r)
         where = "mean over replicas" if r["replica"] == "mean" else f"replica {r['replica']}"
         bits.append(f"{r['arch']} " + ("meets all four" if not missed else "misses " + ", ".join(
@@ -471,24 +465,9 @@ MODEL_MIN_MS = 20.0  # below this the software floor and scheduling dominate: re
 STALL_RATIO = 1.25  # max / median of a timed cell above this is a stall
 
 
-FIRST_ANSWER_STEPS = ("read_s", "skeleton_s", "verify_s", "deserialize_s", "build_s", "forward_s", "other_s")
-
-
-def first_answer_table(loadsim: dict) -> pd.DataFrame:
-    """Where the time to PWL's first answer goes, per arch and device (medians, ms): tables/first_answer.csv."""
-    rows = []
-    for arch, table in loadsim.items():
-        for _, r in table[table["strategy"] == "pwl_prefix"].iterrows():
-            rows.append({"arch": arch, "device": r["device"], **{k[:-2]: r.get(f"_{k}") for k in FIRST_ANSWER_STEPS},
-                         "TTFA": r["_ttfa_ms"], "limit": r["limit ms"], "over limit": r["_ttfa_ms"] - r["limit ms"],
-                         "unthrottled TTFA": r["_floor_ms"], "cold launch": r.get("_cold_first_answer_ms"),
-                         "of it imports": r.get("_cold_imports_ms")})
-    return pd.DataFrame(rows)
-
-
 def first_answer_breakdown(loadsim: dict) -> list[str]:
     """The columns of tables/first_answer.csv, and the ranges a reader needs from it."""
-    t = first_answer_table(loadsim)
+    t = tables.first_answer(loadsim)
     cold = t["cold launch"].dropna()
     launch = "" if cold.empty else (
         f" A cold launch (a fresh `python` to PWL's first answer, one run) takes {cold.min() / 1e3:.1f}-"

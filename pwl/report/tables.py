@@ -103,9 +103,14 @@ def map_paper_state(paper_state: str, num_blocks: int) -> str:
     return "".join(paper_state[min(3, int((j + 0.5) * 4 / num_blocks))] for j in range(num_blocks))
 
 
+def paper_prefix(ref: pd.DataFrame) -> pd.DataFrame:
+    """The published prefix table's rows of a paper_comparison table, indexed by the paper's order."""
+    return ref[ref.table == "prefix"].set_index("paper_order")
+
+
 def paper_gains(ref: pd.DataFrame) -> dict[str, float]:
     """Per paper dataset, all-T minus all-S of the published prefix table (each table's own cells)."""
-    prefix = ref[ref.table == "prefix"].set_index("paper_order")
+    prefix = paper_prefix(ref)
     return {c: prefix.loc["TTTT", f"paper_{c}"] - prefix.loc["SSSS", f"paper_{c}"] for c in PAPER_DATASETS}
 
 
@@ -241,6 +246,20 @@ def loadsim(name: str, arch: str, devices: list[str]) -> tuple[pd.DataFrame, dic
                          "_request_delay_ms": 1e3 * s["max_request_delay_s"]["max"],
                          "_max_turn_ms": 1e3 * s["max_loader_turn_s"]["max"]})
     return pd.DataFrame(rows), curves
+
+
+def first_answer(loadsim: dict) -> pd.DataFrame:
+    """Where the time to PWL's first answer goes, per arch and device (medians, ms): tables/first_answer.csv.
+    `loadsim`: arch -> its `loadsim` table, whose `_<step>_s` columns are the runtime's breakdown, in its order."""
+    rows = []
+    for arch, table in loadsim.items():
+        steps = [c for c in table.columns if c.startswith("_") and c.endswith("_s")]
+        for _, r in table[table["strategy"] == "pwl_prefix"].iterrows():
+            rows.append({"arch": arch, "device": r["device"], **{c[1:-2]: r[c] for c in steps},
+                         "TTFA": r["_ttfa_ms"], "limit": r["limit ms"], "over limit": r["_ttfa_ms"] - r["limit ms"],
+                         "unthrottled TTFA": r["_floor_ms"], "cold launch": r.get("_cold_first_answer_ms"),
+                         "of it imports": r.get("_cold_imports_ms")})
+    return pd.DataFrame(rows)
 
 
 def spread_ratio(strategy: dict) -> float:

@@ -2,7 +2,7 @@
 test against them. Every measure is in points of test accuracy, computed from one replica's states.csv."""
 import pandas as pd
 
-from ..states import prefix_order
+from ..states import STUDENT, prefix_order
 from .tables import lattice_stats
 
 # measure -> (floor, how a reader is told it)
@@ -32,7 +32,7 @@ def misses(row) -> list[str]:
 
 def states_below(acc: pd.Series) -> list[tuple[str, float]]:
     """(state, gap to all-S) of every state more than MARGIN points below all-S, worst first."""
-    gap = acc - acc["S" * len(acc.index[0])]
+    gap = acc - acc[STUDENT * len(acc.index[0])]
     low = gap[gap < -MARGIN].sort_values()
     return list(low.items())
 
