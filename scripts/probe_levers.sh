@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
 # Probes of issue 21 that are not pipeline params (yet): ways to allocate the training signal, and a non-linearity
-# after the converters, each tried on the default profile's teacher and scratch student (replica 0) to learn
-# whether it moves the weakest loading states before anyone makes it a param. Each probe runs the `distill` and
-# `evaluate` stage scripts in a throwaway git worktree at BASE with scripts/probe_levers.patch applied (switched
-# by PROBE_* environment variables, so one patch serves every row) or with one params value changed, and prints
-# the targets' measures (test %, gaps in points against all-S). The default's data and weights come from this
-# repository's DVC cache: run `dvc repro` (the default profile) first. About 2.5 min per VGG probe, 5 per ViT.
-# Usage: bash scripts/probe_levers.sh [ROW...]   (rows: relu sampler-dro sampler-uniform vgg-wsync4 vit-wcross6)
+# after the converters, each tried on the default profile's teacher and scratch student (replica 0; the ViT rows
+# on replicas 0-2) to learn whether it moves the weakest loading states before anyone makes it a param. Each
+# probe runs the `distill` and `evaluate` stage scripts in a throwaway git worktree at BASE with
+# scripts/probe_levers.patch applied (switched by PROBE_* environment variables, so one patch serves every row) or
+# with params values changed, and prints the targets' measures (test %, gaps in points against all-S). The data
+# and weights come from this repository's DVC cache: run `dvc repro` and the default-seeds variant first. About
+# 2.5 min per VGG probe, 5 per ViT replica.
+# Usage: bash scripts/probe_levers.sh [ROW...]
+# (rows: relu sampler-dro sampler-uniform vgg-wsync4 vit-wcross6 vit-mlp-wcross6; the ViT rows run replicas 0-2)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 REPO=$PWD
@@ -19,37 +21,42 @@ git worktree add -q --detach "$WT" "$BASE"
 cd "$WT"
 ln -s "$REPO/.venv" .venv
 dvc cache dir --local "$REPO/.dvc/cache"
-dvc checkout -q prepare train_teacher@vgg-0 train_student@vgg-0 train_teacher@vit-0 train_student@vit-0 || {
-  echo "the default's data or weights are not in $REPO/.dvc/cache: run 'dvc repro' there first" >&2; exit 2; }
+# the default-seeds variant's lock names the default's data and the teachers and scratch students of replicas 0-2
+cp reports/default-seeds/lock.yaml dvc.lock
+python -c "import yaml; p = yaml.safe_load(open('params.yaml')); p['seeds'] = [0, 1, 2]
+yaml.safe_dump(p, open('params.yaml', 'w'), sort_keys=False)"  # --seed must be one of seeds
+dvc checkout -q prepare train_{teacher,student}@{vgg,vit}-{0,1,2} || {
+  echo "the default's data or weights are not in $REPO/.dvc/cache: run 'dvc repro' and the default-seeds" \
+       "variant there first (docs/reports.md, Regenerating)" >&2; exit 2; }
 [ -f reports/params_checked.txt ] || python -m stages.check_params
 git apply "$REPO/scripts/probe_levers.patch"
 cp params.yaml params.base.yaml
 
-set_param() {  # key=value on the base params (dotted key), e.g. arch.vgg.distill.loss.w_sync=4.0
-  python - "$1" <<'PY'
+set_params() {  # key=value ... on the base params (dotted keys), e.g. arch.vgg.distill.loss.w_sync=4.0
+  python - "$@" <<'PY'
 import sys, yaml
-key, value = sys.argv[1].split("=", 1)
 p = yaml.safe_load(open("params.base.yaml"))
-*path, last = key.split(".")
-d = p
-for k in path:
-    d = d[k]
-d[last] = yaml.safe_load(value)
+for item in sys.argv[1:]:
+    key, value = item.split("=", 1)
+    *path, last = key.split(".")
+    d = p
+    for k in path:
+        d = d[k]
+    d[last] = yaml.safe_load(value)
 yaml.safe_dump(p, open("params.yaml", "w"), sort_keys=False)
 PY
 }
 
-probe() {  # name arch [key=value]: distill + evaluate replica 0 of `arch`, print one row
-  local name=$1 arch=$2
-  cp params.base.yaml params.yaml
-  [ $# -ge 3 ] && set_param "$3"
+probe() {  # name arch seed [key=value ...]: distill + evaluate replica `seed` of `arch`, print one row
+  local name=$1 arch=$2 seed=$3
+  set_params "${@:4}"
   local t0=$SECONDS
-  python -m stages.distill --arch "$arch" --seed 0 > "probe-$name.log" 2>&1 || { tail "probe-$name.log"; exit 1; }
-  python -m stages.evaluate --arch "$arch" --seed 0 >> "probe-$name.log" 2>&1 || { tail "probe-$name.log"; exit 1; }
-  python - "$name" "$arch" $((SECONDS - t0)) <<'PY'
+  python -m stages.distill --arch "$arch" --seed "$seed" > "probe-$name.log" 2>&1 || { tail "probe-$name.log"; exit 1; }
+  python -m stages.evaluate --arch "$arch" --seed "$seed" >> "probe-$name.log" 2>&1 || { tail "probe-$name.log"; exit 1; }
+  python - "$name (seed $seed)" "$arch" $((SECONDS - t0)) "$seed" <<'PY'
 import json, sys
-name, arch, secs = sys.argv[1:]
-e = json.load(open(f"reports/default/metrics/{arch}/s0/eval.json"))
+name, arch, secs, seed = sys.argv[1:]
+e = json.load(open(f"reports/default/metrics/{arch}/s{seed}/eval.json"))
 lat = e["lattice_test"]
 print(f"| {name} | {arch} | {100 * e['all_student_test']:.2f} | {lat['worst_state']} {100 * lat['worst_vs_all_S']:+.2f} "
       f"| {100 * lat['nonprefix_vs_all_S']:+.2f} | {lat['below_all_S']} | {100 * e['prefix_worst_dip']:+.2f} | {secs} |",
@@ -60,14 +67,18 @@ PY
 echo "| probe | arch | all-S | worst state - all-S | non-prefix mean - all-S | states < all-S - 1 | smallest prefix step | s |"
 echo "|---|---|---|---|---|---|---|---|"
 rows=("$@")
-[ ${#rows[@]} -eq 0 ] && rows=(relu sampler-dro sampler-uniform vgg-wsync4 vit-wcross6)
+[ ${#rows[@]} -eq 0 ] && rows=(relu sampler-dro sampler-uniform vgg-wsync4 vit-wcross6 vit-mlp-wcross6)
+vit=arch.vit.distill
 for row in "${rows[@]}"; do
   case $row in
-    relu) PROBE_RELU=encdec probe relu vgg ;;  # a ReLU after every converter: block outputs are non-negative
-    sampler-dro) PROBE_SAMPLER=dro PROBE_DUMP=1 probe sampler-dro vgg ;;  # the hardest states sampled most
-    sampler-uniform) PROBE_SAMPLER=uniform probe sampler-uniform vgg ;;   # every non-prefix state alike
-    vgg-wsync4) probe vgg-wsync4 vgg arch.vgg.distill.loss.w_sync=4.0 ;;  # the student pulled towards decodable
-    vit-wcross6) probe vit-wcross6 vit arch.vit.distill.loss.w_cross=6.0 ;;  # twice the ViT's cross weight
+    relu) PROBE_RELU=encdec probe relu vgg 0 ;;  # a ReLU after every converter: block outputs are non-negative
+    sampler-dro) PROBE_SAMPLER=dro PROBE_DUMP=1 probe sampler-dro vgg 0 ;;  # the hardest states sampled most
+    sampler-uniform) PROBE_SAMPLER=uniform probe sampler-uniform vgg 0 ;;   # every non-prefix state alike
+    vgg-wsync4) probe vgg-wsync4 vgg 0 arch.vgg.distill.loss.w_sync=4.0 ;;  # the student pulled towards decodable
+    vit-wcross6)  # twice the ViT's cross weight, on the three replicas
+      for seed in 0 1 2; do probe vit-wcross6 vit $seed $vit.loss.w_cross=6.0; done ;;
+    vit-mlp-wcross6)  # the token-MLP converter and twice the cross weight, on the three replicas
+      for seed in 0 1 2; do probe vit-mlp-wcross6 vit $seed $vit.converter.kind=mlp $vit.loss.w_cross=6.0; done ;;
     *) echo "unknown probe $row" >&2; exit 2 ;;
   esac
 done
