@@ -8,7 +8,8 @@
 # and weights come from this repository's DVC cache: run `dvc repro` and the default-seeds variant first. About
 # 2.5 min per VGG probe, 5 per ViT replica.
 # Usage: bash scripts/probe_levers.sh [ROW...]
-# (rows: relu sampler-dro sampler-uniform vgg-wsync4 vit-wcross6 vit-mlp-wcross6; the ViT rows run replicas 0-2)
+# (rows: relu sampler-dro sampler-uniform vgg-wsync4 vgg-conv3x3-wcross16 vit-wcross6 vit-mlp-wcross6;
+# the ViT rows run replicas 0-2)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 REPO=$PWD
@@ -67,7 +68,7 @@ PY
 echo "| probe | arch | all-S | worst state - all-S | non-prefix mean - all-S | states < all-S - 1 | smallest prefix step | s |"
 echo "|---|---|---|---|---|---|---|---|"
 rows=("$@")
-[ ${#rows[@]} -eq 0 ] && rows=(relu sampler-dro sampler-uniform vgg-wsync4 vit-wcross6 vit-mlp-wcross6)
+[ ${#rows[@]} -eq 0 ] && rows=(relu sampler-dro sampler-uniform vgg-wsync4 vgg-conv3x3-wcross16 vit-wcross6 vit-mlp-wcross6)
 vit=arch.vit.distill
 for row in "${rows[@]}"; do
   case $row in
@@ -75,6 +76,8 @@ for row in "${rows[@]}"; do
     sampler-dro) PROBE_SAMPLER=dro PROBE_DUMP=1 probe sampler-dro vgg 0 ;;  # the hardest states sampled most
     sampler-uniform) PROBE_SAMPLER=uniform probe sampler-uniform vgg 0 ;;   # every non-prefix state alike
     vgg-wsync4) probe vgg-wsync4 vgg 0 arch.vgg.distill.loss.w_sync=4.0 ;;  # the student pulled towards decodable
+    vgg-conv3x3-wcross16)  # what helped the ViT, on VGG: a richer converter and twice the cross weight
+      probe vgg-conv3x3-wcross16 vgg 0 arch.vgg.distill.converter.kind=conv3x3 arch.vgg.distill.loss.w_cross=16.0 ;;
     vit-wcross6)  # twice the ViT's cross weight, on the three replicas
       for seed in 0 1 2; do probe vit-wcross6 vit $seed $vit.loss.w_cross=6.0; done ;;
     vit-mlp-wcross6)  # the token-MLP converter and twice the cross weight, on the three replicas
