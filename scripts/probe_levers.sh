@@ -9,7 +9,7 @@
 # 2.5 min per VGG probe, 5 per ViT replica.
 # Usage: bash scripts/probe_levers.sh [ROW...]
 # (rows: relu sampler-dro sampler-uniform vgg-wsync4 vgg-conv3x3-wcross16 vit-wcross6 vit-mlp-wcross6;
-# the ViT rows run replicas 0-2)
+# the ViT rows and vgg-conv3x3-wcross16 run replicas 0-2, or those PROBE_SEEDS names, e.g. PROBE_SEEDS="1 2")
 set -euo pipefail
 cd "$(dirname "$0")/.."
 REPO=$PWD
@@ -77,11 +77,13 @@ for row in "${rows[@]}"; do
     sampler-uniform) PROBE_SAMPLER=uniform probe sampler-uniform vgg 0 ;;   # every non-prefix state alike
     vgg-wsync4) probe vgg-wsync4 vgg 0 arch.vgg.distill.loss.w_sync=4.0 ;;  # the student pulled towards decodable
     vgg-conv3x3-wcross16)  # what helped the ViT, on VGG: a richer converter and twice the cross weight
-      probe vgg-conv3x3-wcross16 vgg 0 arch.vgg.distill.converter.kind=conv3x3 arch.vgg.distill.loss.w_cross=16.0 ;;
+      for seed in ${PROBE_SEEDS:-0 1 2}; do
+        probe vgg-conv3x3-wcross16 vgg $seed arch.vgg.distill.converter.kind=conv3x3 arch.vgg.distill.loss.w_cross=16.0
+      done ;;
     vit-wcross6)  # twice the ViT's cross weight, on the three replicas
-      for seed in 0 1 2; do probe vit-wcross6 vit $seed $vit.loss.w_cross=6.0; done ;;
+      for seed in ${PROBE_SEEDS:-0 1 2}; do probe vit-wcross6 vit $seed $vit.loss.w_cross=6.0; done ;;
     vit-mlp-wcross6)  # the token-MLP converter and twice the cross weight, on the three replicas
-      for seed in 0 1 2; do probe vit-mlp-wcross6 vit $seed $vit.converter.kind=mlp $vit.loss.w_cross=6.0; done ;;
+      for seed in ${PROBE_SEEDS:-0 1 2}; do probe vit-mlp-wcross6 vit $seed $vit.converter.kind=mlp $vit.loss.w_cross=6.0; done ;;
     *) echo "unknown probe $row" >&2; exit 2 ;;
   esac
 done
