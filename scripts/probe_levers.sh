@@ -24,33 +24,17 @@ ln -s "$REPO/.venv" .venv
 dvc cache dir --local "$REPO/.dvc/cache"
 # the default-seeds variant's lock names the default's data and the teachers and scratch students of replicas 0-2
 cp reports/default-seeds/lock.yaml dvc.lock
-python -c "import yaml; p = yaml.safe_load(open('params.yaml')); p['seeds'] = [0, 1, 2]
-yaml.safe_dump(p, open('params.yaml', 'w'), sort_keys=False)"  # --seed must be one of seeds
+SEEDS='seeds=[0,1,2]'  # --seed must be one of seeds
+python -m pwl.profile default "$SEEDS"
 dvc checkout -q prepare train_{teacher,student}@{vgg,vit}-{0,1,2} || {
   echo "the default's data or weights are not in $REPO/.dvc/cache: run 'dvc repro' and the default-seeds" \
        "variant there first (docs/reports.md, Regenerating)" >&2; exit 2; }
 [ -f reports/params_checked.txt ] || python -m stages.check_params
 git apply "$REPO/scripts/probe_levers.patch"
-cp params.yaml params.base.yaml
-
-set_params() {  # key=value ... on the base params (dotted keys), e.g. arch.vgg.distill.loss.w_sync=4.0
-  python - "$@" <<'PY'
-import sys, yaml
-p = yaml.safe_load(open("params.base.yaml"))
-for item in sys.argv[1:]:
-    key, value = item.split("=", 1)
-    *path, last = key.split(".")
-    d = p
-    for k in path:
-        d = d[k]
-    d[last] = yaml.safe_load(value)
-yaml.safe_dump(p, open("params.yaml", "w"), sort_keys=False)
-PY
-}
 
 probe() {  # name arch seed [key=value ...]: distill + evaluate replica `seed` of `arch`, print one row
   local name=$1 arch=$2 seed=$3
-  set_params "${@:4}"
+  python -m pwl.profile default "$SEEDS" "${@:4}"  # the default's params with the overrides, validated
   local t0=$SECONDS
   python -m stages.distill --arch "$arch" --seed "$seed" > "probe-$name.log" 2>&1 || { tail "probe-$name.log"; exit 1; }
   python -m stages.evaluate --arch "$arch" --seed "$seed" >> "probe-$name.log" 2>&1 || { tail "probe-$name.log"; exit 1; }
@@ -65,6 +49,11 @@ print(f"| {name} | {arch} | {100 * e['all_student_test']:.2f} | {lat['worst_stat
 PY
 }
 
+probe_replicas() {  # name arch [key=value ...]: `probe` on replicas 0-2, or on those PROBE_SEEDS names
+  local seed
+  for seed in ${PROBE_SEEDS:-0 1 2}; do probe "$1" "$2" "$seed" "${@:3}"; done
+}
+
 echo "| probe | arch | all-S | worst state - all-S | non-prefix mean - all-S | states < all-S - 1 | smallest prefix step | s |"
 echo "|---|---|---|---|---|---|---|---|"
 rows=("$@")
@@ -77,13 +66,10 @@ for row in "${rows[@]}"; do
     sampler-uniform) PROBE_SAMPLER=uniform probe sampler-uniform vgg 0 ;;   # every non-prefix state alike
     vgg-wsync4) probe vgg-wsync4 vgg 0 arch.vgg.distill.loss.w_sync=4.0 ;;  # the student pulled towards decodable
     vgg-conv3x3-wcross16)  # what helped the ViT, on VGG: a richer converter and twice the cross weight
-      for seed in ${PROBE_SEEDS:-0 1 2}; do
-        probe vgg-conv3x3-wcross16 vgg $seed arch.vgg.distill.converter.kind=conv3x3 arch.vgg.distill.loss.w_cross=16.0
-      done ;;
-    vit-wcross6)  # twice the ViT's cross weight, on the three replicas
-      for seed in ${PROBE_SEEDS:-0 1 2}; do probe vit-wcross6 vit $seed $vit.loss.w_cross=6.0; done ;;
-    vit-mlp-wcross6)  # the token-MLP converter and twice the cross weight, on the three replicas
-      for seed in ${PROBE_SEEDS:-0 1 2}; do probe vit-mlp-wcross6 vit $seed $vit.converter.kind=mlp $vit.loss.w_cross=6.0; done ;;
+      probe_replicas vgg-conv3x3-wcross16 vgg arch.vgg.distill.converter.kind=conv3x3 arch.vgg.distill.loss.w_cross=16.0 ;;
+    vit-wcross6) probe_replicas vit-wcross6 vit $vit.loss.w_cross=6.0 ;;  # twice the ViT's cross weight
+    vit-mlp-wcross6)  # the token-MLP converter and twice the cross weight
+      probe_replicas vit-mlp-wcross6 vit $vit.converter.kind=mlp $vit.loss.w_cross=6.0 ;;
     *) echo "unknown probe $row" >&2; exit 2 ;;
   esac
 done
