@@ -8,8 +8,9 @@
 # and weights come from this repository's DVC cache: run `dvc repro` and the default-seeds variant first. About
 # 2.5 min per VGG probe, 5 per ViT replica.
 # Usage: bash scripts/probe_levers.sh [ROW...]
-# (rows: relu sampler-dro sampler-uniform vgg-wsync4 vgg-conv3x3-wcross16 vit-wcross6 vit-mlp-wcross6;
-# the ViT rows and vgg-conv3x3-wcross16 run replicas 0-2, or those PROBE_SEEDS names, e.g. PROBE_SEEDS="1 2")
+# (rows: relu sampler-dro sampler-uniform vgg-wsync4 vgg-conv3x3-wcross16 vgg-conv3x3-hr1-wcross16
+# vgg-conv3x3-wcross16-ep3 vit-wcross6 vit-mlp-wcross6; the ViT rows and the vgg-conv3x3 rows run replicas 0-2,
+# or those PROBE_SEEDS names, e.g. PROBE_SEEDS="1 2")
 set -euo pipefail
 cd "$(dirname "$0")/.."
 REPO=$PWD
@@ -57,8 +58,10 @@ probe_replicas() {  # name arch [key=value ...]: `probe` on replicas 0-2, or on 
 echo "| probe | arch | all-S | worst state - all-S | non-prefix mean - all-S | states < all-S - 1 | smallest prefix step | s |"
 echo "|---|---|---|---|---|---|---|---|"
 rows=("$@")
-[ ${#rows[@]} -eq 0 ] && rows=(relu sampler-dro sampler-uniform vgg-wsync4 vgg-conv3x3-wcross16 vit-wcross6 vit-mlp-wcross6)
+[ ${#rows[@]} -eq 0 ] && rows=(relu sampler-dro sampler-uniform vgg-wsync4 vgg-conv3x3-wcross16 vgg-conv3x3-hr1-wcross16
+  vgg-conv3x3-wcross16-ep3 vit-wcross6 vit-mlp-wcross6)
 vit=arch.vit.distill
+vgg=arch.vgg.distill
 for row in "${rows[@]}"; do
   case $row in
     relu) PROBE_RELU=encdec probe relu vgg 0 ;;  # a ReLU after every converter: block outputs are non-negative
@@ -66,7 +69,11 @@ for row in "${rows[@]}"; do
     sampler-uniform) PROBE_SAMPLER=uniform probe sampler-uniform vgg 0 ;;   # every non-prefix state alike
     vgg-wsync4) probe vgg-wsync4 vgg 0 arch.vgg.distill.loss.w_sync=4.0 ;;  # the student pulled towards decodable
     vgg-conv3x3-wcross16)  # what helped the ViT, on VGG: a richer converter and twice the cross weight
-      probe_replicas vgg-conv3x3-wcross16 vgg arch.vgg.distill.converter.kind=conv3x3 arch.vgg.distill.loss.w_cross=16.0 ;;
+      probe_replicas $row vgg $vgg.converter.kind=conv3x3 $vgg.loss.w_cross=16.0 ;;
+    vgg-conv3x3-hr1-wcross16)  # the same with a branch as wide as the converter's output (hidden_ratio 1)
+      probe_replicas $row vgg $vgg.converter.kind=conv3x3 $vgg.converter.hidden_ratio=1.0 $vgg.loss.w_cross=16.0 ;;
+    vgg-conv3x3-wcross16-ep3)  # the same pair with a third distillation epoch (cifar10-cpu's VGG budget)
+      probe_replicas $row vgg $vgg.converter.kind=conv3x3 $vgg.loss.w_cross=16.0 $vgg.optim.epochs=3 ;;
     vit-wcross6) probe_replicas vit-wcross6 vit $vit.loss.w_cross=6.0 ;;  # twice the ViT's cross weight
     vit-mlp-wcross6)  # the token-MLP converter and twice the cross weight
       probe_replicas vit-mlp-wcross6 vit $vit.converter.kind=mlp $vit.loss.w_cross=6.0 ;;

@@ -55,6 +55,7 @@ def test_paper_profiles_build_the_published_layouts(tmp_path, profile, classes):
         a = p.arch[arch]
         assert a.student.depths == (1,) * a.teacher.num_blocks and a.student.widths == a.teacher.widths
         assert (a.distill.loss.w_sync, a.distill.loss.w_recon, a.distill.loss.w_cross) == (1.0, 1.0, 2.0)
+        assert a.distill.converter.kind == "linear"  # the published converters, whatever the CPU profiles use
         assert a.train_teacher.lr == 0.01 and a.train_teacher.batch_size == 64 and a.train_teacher.epochs == 100
     vit = p.arch["vit"]  # ViT-Tiny from timm's ImageNet weights, 32x32 images resized to 224 inside the model
     vit_t, vit_s = build(vit.teacher, shape), build(vit.student, shape)
@@ -63,6 +64,7 @@ def test_paper_profiles_build_the_published_layouts(tmp_path, profile, classes):
     assert [len(b) for b in vit_t.blocks] == [2] * 6 and [len(b) for b in vit_s.blocks] == [1] * 6
     assert vit.teacher.pretrained == vit.student.pretrained == "vit_tiny_patch16_224.augreg_in21k_ft_in1k"
     assert vit.distill.init_student == "pretrained" and vit.train_teacher.optimizer == "adamw"
+    assert vit.distill.converter.kind == "linear"
     assert (vit.train_teacher.lr, vit.train_teacher.epochs) == (1e-3, 50)
 
 
