@@ -69,3 +69,14 @@ def test_index_lists_every_report_folder_with_its_headline(tmp_path):
     assert "fashion-mnist (fashion-mnist-files)" in lines[1] and "abc1234" in lines[1] and "0, 1, 2" in lines[1]
     assert "**vgg**: T 90.16, S 80.00, PWL all-S 80.50, worst state 70.25" in lines[1]
     assert "no report yet" in index.build(tmp_path / "empty")
+
+
+def test_regenerate_command_writes_the_overrides_as_docs_reports_md_does():
+    from types import SimpleNamespace
+
+    from pwl.report.markdown import regenerate_command
+    variant = SimpleNamespace(profile="default", name="default-seeds", seeds=(0, 1, 2), archs=("vgg", "resnet"))
+    assert regenerate_command(variant) == ("dvc exp run -S profile=default -S 'seeds=[0,1,2]' "
+                                           "-S 'archs=[vgg,resnet]' -S name=default-seeds")
+    profile = SimpleNamespace(profile="smoke", name="smoke", seeds=(0,), archs=("vgg",))
+    assert regenerate_command(profile) == "dvc exp run -S profile=smoke"

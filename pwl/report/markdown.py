@@ -136,7 +136,7 @@ def regenerate_command(params) -> str:
     """The one command that remakes this report folder (README's front page prints it)."""
     if params.name == params.profile:
         return f"dvc exp run -S profile={params.profile}"
-    sets = f" -S 'seeds={list(params.seeds)}'" if len(params.seeds) > 1 else ""
+    sets = f" -S 'seeds=[{','.join(map(str, params.seeds))}]'" if len(params.seeds) > 1 else ""
     sets += f" -S 'archs=[{','.join(params.archs)}]'"
     return f"dvc exp run -S profile={params.profile}{sets} -S name={params.name}"
 
