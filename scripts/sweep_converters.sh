@@ -8,11 +8,15 @@ cd "$(dirname "$0")/.."
 source .venv/bin/activate
 export DVC_NO_ANALYTICS=1
 
+# The base the committed tables were run on: the profile's converters and cross weights before 2026-12-06 (linear;
+# w_cross 8 VGG, 3 ViT), pinned so that this script still remakes them; a row's own -S comes later and wins.
+BASE=(-S arch.vgg.distill.converter.kind=linear -S arch.vgg.distill.loss.w_cross=8.0
+      -S arch.vit.distill.converter.kind=linear -S arch.vit.distill.loss.w_cross=3.0)
 q() {  # name arch overrides...: loadsim on nvme only (the sweep is about accuracy and bytes, not load time)
-  dvc exp run --queue -n "$1" -S profile=default -S "archs=[$2]" -S "loadsim.simulate=[nvme]" "${@:3}"
+  dvc exp run --queue -n "$1" -S profile=default -S "archs=[$2]" -S "loadsim.simulate=[nvme]" "${BASE[@]}" "${@:3}"
 }
 d=arch.vgg.distill
-q conv-vgg-lstsq vgg                                                  # the default: linear, least-squares start
+q conv-vgg-lstsq vgg                                                  # the base: linear, least-squares start
 q conv-vgg-random vgg -S $d.converter_init=random                     # linear, the module's random start
 q conv-vgg-conv3x3 vgg -S $d.converter.kind=conv3x3                   # + 3x3 residual bottleneck (x0.25)
 q conv-vgg-lowrank8 vgg -S $d.converter.kind=lowrank -S $d.converter.rank=8   # SN-Netv2's low-rank update
