@@ -62,21 +62,22 @@ rows=("$@")
   vgg-conv3x3-wcross16-ep3 vit-wcross6 vit-mlp-wcross6)
 vit=arch.vit.distill
 vgg=arch.vgg.distill
+c3w16=($vgg.converter.kind=conv3x3 $vgg.loss.w_cross=16.0)  # the VGG pair the conv3x3 rows start from
 for row in "${rows[@]}"; do
   case $row in
-    relu) PROBE_RELU=encdec probe relu vgg 0 ;;  # a ReLU after every converter: block outputs are non-negative
-    sampler-dro) PROBE_SAMPLER=dro PROBE_DUMP=1 probe sampler-dro vgg 0 ;;  # the hardest states sampled most
-    sampler-uniform) PROBE_SAMPLER=uniform probe sampler-uniform vgg 0 ;;   # every non-prefix state alike
-    vgg-wsync4) probe vgg-wsync4 vgg 0 arch.vgg.distill.loss.w_sync=4.0 ;;  # the student pulled towards decodable
+    relu) PROBE_RELU=encdec probe $row vgg 0 ;;  # a ReLU after every converter: block outputs are non-negative
+    sampler-dro) PROBE_SAMPLER=dro PROBE_DUMP=1 probe $row vgg 0 ;;  # the hardest states sampled most
+    sampler-uniform) PROBE_SAMPLER=uniform probe $row vgg 0 ;;   # every non-prefix state alike
+    vgg-wsync4) probe $row vgg 0 $vgg.loss.w_sync=4.0 ;;  # the student pulled towards decodable
     vgg-conv3x3-wcross16)  # what helped the ViT, on VGG: a richer converter and twice the cross weight
-      probe_replicas $row vgg $vgg.converter.kind=conv3x3 $vgg.loss.w_cross=16.0 ;;
+      probe_replicas $row vgg "${c3w16[@]}" ;;
     vgg-conv3x3-hr1-wcross16)  # the same with a branch as wide as the converter's output (hidden_ratio 1)
-      probe_replicas $row vgg $vgg.converter.kind=conv3x3 $vgg.converter.hidden_ratio=1.0 $vgg.loss.w_cross=16.0 ;;
+      probe_replicas $row vgg "${c3w16[@]}" $vgg.converter.hidden_ratio=1.0 ;;
     vgg-conv3x3-wcross16-ep3)  # the same pair with a third distillation epoch (cifar10-cpu's VGG budget)
-      probe_replicas $row vgg $vgg.converter.kind=conv3x3 $vgg.loss.w_cross=16.0 $vgg.optim.epochs=3 ;;
-    vit-wcross6) probe_replicas vit-wcross6 vit $vit.loss.w_cross=6.0 ;;  # twice the ViT's cross weight
+      probe_replicas $row vgg "${c3w16[@]}" $vgg.optim.epochs=3 ;;
+    vit-wcross6) probe_replicas $row vit $vit.loss.w_cross=6.0 ;;  # twice the ViT's cross weight
     vit-mlp-wcross6)  # the token-MLP converter and twice the cross weight
-      probe_replicas vit-mlp-wcross6 vit $vit.converter.kind=mlp $vit.loss.w_cross=6.0 ;;
+      probe_replicas $row vit $vit.converter.kind=mlp $vit.loss.w_cross=6.0 ;;
     *) echo "unknown probe $row" >&2; exit 2 ;;
   esac
 done

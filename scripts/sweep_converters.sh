@@ -1,20 +1,15 @@
 #!/usr/bin/env bash
-# The converter sweep (issue 21) as one queue of `dvc exp` experiments on the committed default, run one at a time,
-# then collected into reports/converter-sweep-{vgg,vit}/ (pwl.report.sweep: table.csv + README.md, each row traced
-# to its experiment's dvc.lock). Needs the default's outputs in the workspace or DVC cache (`dvc repro` first):
-# only distill@<arch>-0 and what follows it rerun. About 3 min per VGG and 6 min per ViT experiment on 2 cores.
+# The converter sweep (issue 21) as one queue of `dvc exp` experiments on the default with its earlier converters
+# pinned (scripts/sweep_queue.sh), run one at a time, then collected into reports/converter-sweep-{vgg,vit}/
+# (pwl.report.sweep: table.csv + README.md, each row traced to its experiment's dvc.lock). Needs the default's
+# outputs in the workspace or DVC cache (`dvc repro` first): only distill@<arch>-0 and what follows it rerun. About
+# 3 min per VGG and 6 min per ViT experiment on 2 cores.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source .venv/bin/activate
 export DVC_NO_ANALYTICS=1
 
-# The base the committed tables were run on: the profile's converters and cross weights before 2026-12-06 (linear;
-# w_cross 8 VGG, 3 ViT), pinned so that this script still remakes them; a row's own -S comes later and wins.
-BASE=(-S arch.vgg.distill.converter.kind=linear -S arch.vgg.distill.loss.w_cross=8.0
-      -S arch.vit.distill.converter.kind=linear -S arch.vit.distill.loss.w_cross=3.0)
-q() {  # name arch overrides...: loadsim on nvme only (the sweep is about accuracy and bytes, not load time)
-  dvc exp run --queue -n "$1" -S profile=default -S "archs=[$2]" -S "loadsim.simulate=[nvme]" "${BASE[@]}" "${@:3}"
-}
+source scripts/sweep_queue.sh
 d=arch.vgg.distill
 q conv-vgg-lstsq vgg                                                  # the base: linear, least-squares start
 q conv-vgg-random vgg -S $d.converter_init=random                     # linear, the module's random start
@@ -25,9 +20,7 @@ d=arch.vit.distill
 q conv-vit-lstsq vit
 q conv-vit-random vit -S $d.converter_init=random
 q conv-vit-mlp vit -S $d.converter.kind=mlp                           # + residual token MLP (x0.25)
-dvc queue start -j 1
-while dvc queue status 2>&1 | grep -E "Queued|Running" >/dev/null; do sleep 30; done  # grep without -q: no SIGPIPE
-dvc queue status
+run_queue
 
 Q="Which converter makes every loading state usable? Kinds and starts of the converters, on the default profile's
 teacher and scratch student (replica 0); every other param as in the profile."

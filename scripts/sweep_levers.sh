@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The second VGG sweep (issue 21): levers other than the converter's kind, as one queue of `dvc exp` experiments on
-# the default profile with its earlier VGG setting pinned (linear converters, w_cross 8, least-squares start),
+# the default profile with its earlier converters pinned (linear, w_cross 8, least-squares start; sweep_queue.sh),
 # collected into reports/lever-sweep-vgg/ with that setting's own run as the reference row. Needs the default's
 # outputs in the workspace or DVC cache (`dvc repro` first): only distill@vgg-0 and what follows it rerun. About
 # 3 min per 2-epoch VGG experiment on 2 cores.
@@ -9,20 +9,13 @@ cd "$(dirname "$0")/.."
 source .venv/bin/activate
 export DVC_NO_ANALYTICS=1
 
-# The base the committed table was run on: VGG's converters and cross weight before 2026-12-06 (linear, w_cross 8),
-# pinned so that this script still remakes it; a row's own -S comes later and wins.
-BASE=(-S arch.vgg.distill.converter.kind=linear -S arch.vgg.distill.loss.w_cross=8.0)
-q() {  # name overrides...: VGG only, loadsim on nvme only (the sweep is about accuracy, not load time)
-  dvc exp run --queue -n "$1" -S profile=default -S "archs=[vgg]" -S "loadsim.simulate=[nvme]" "${BASE[@]}" "${@:2}"
-}
+source scripts/sweep_queue.sh
 d=arch.vgg.distill
-q lever-vgg-samples4 -S $d.loss.cross_samples=4      # twice the sampled mixed states per step
-q lever-vgg-wcross16 -S $d.loss.w_cross=16.0         # the cross term weighted twice the base's 8
-q lever-vgg-fullwidth -S 'arch.vgg.student.widths=[16,32,64,128,128]'  # the teacher's widths: identity converters
-q lever-vgg-random6 -S $d.init_student=random -S $d.optim.epochs=6   # a student decodable from the start
-dvc queue start -j 1
-while dvc queue status 2>&1 | grep -E "Queued|Running" >/dev/null; do sleep 30; done  # grep without -q: no SIGPIPE
-dvc queue status
+q lever-vgg-samples4 vgg -S $d.loss.cross_samples=4      # twice the sampled mixed states per step
+q lever-vgg-wcross16 vgg -S $d.loss.w_cross=16.0         # the cross term weighted twice the base's 8
+q lever-vgg-fullwidth vgg -S 'arch.vgg.student.widths=[16,32,64,128,128]'  # the teacher's widths: identity converters
+q lever-vgg-random6 vgg -S $d.init_student=random -S $d.optim.epochs=6   # a student decodable from the start
+run_queue
 
 Q="Which lever, other than the converter's kind, makes every VGG loading state usable? On the default profile's
 teacher and scratch student (replica 0), linear converters with the least-squares start; every other param as in

@@ -1,11 +1,13 @@
 """Training replicas in the report (mean ± std, paired significance) and the index of report folders."""
 import json
 import math
+from types import SimpleNamespace
 
 import pandas as pd
 import pytest
 
 from pwl.report import index, seeds
+from pwl.report.markdown import regenerate_command
 from pwl.states import all_states, label
 
 
@@ -72,9 +74,6 @@ def test_index_lists_every_report_folder_with_its_headline(tmp_path):
 
 
 def test_regenerate_command_writes_the_overrides_as_docs_reports_md_does():
-    from types import SimpleNamespace
-
-    from pwl.report.markdown import regenerate_command
     variant = SimpleNamespace(profile="default", name="default-seeds", seeds=(0, 1, 2), archs=("vgg", "resnet"))
     assert regenerate_command(variant) == ("dvc exp run -S profile=default -S 'seeds=[0,1,2]' "
                                            "-S 'archs=[vgg,resnet]' -S name=default-seeds")
